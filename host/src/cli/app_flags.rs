@@ -1,0 +1,58 @@
+//! The flags that describe an app's policy and limits, shared by `run` and
+//! `deploy`.
+
+use std::time::Duration;
+
+use clap::Args;
+use shoal_runtime::{Limits, OutboundRule, Policy};
+
+use crate::units::{parse_duration, parse_env, parse_size};
+
+/// Policy and limits of one app.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AppFlags {
+    /// An environment variable the component sees (repeatable); it sees nothing
+    /// of the host's environment.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Deadline for each request, e.g. `30s`, `500ms`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Linear memory per instance, e.g. `128MiB`, `1GiB`.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub memory: u64,
+
+    /// Instances of the component running at once; more requests wait.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrency: u32,
+
+    /// Requests allowed to wait beyond `--max-concurrency`; past that, 503.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_queue: u32,
+
+    /// A host the component may send HTTP requests to, as HOST or HOST:PORT
+    /// (repeatable; `*` for any). Nothing is allowed by default.
+    #[arg(long = "allow-outbound", value_name = "HOST[:PORT]")]
+    pub allow_outbound: Vec<OutboundRule>,
+}
+
+impl AppFlags {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.timeout,
+            memory: self.memory,
+            max_concurrency: self.max_concurrency as usize,
+            max_queue: self.max_queue as usize,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            env: self.env.clone(),
+            allow_outbound: self.allow_outbound.clone(),
+            deny_outbound: Vec::new(),
+        }
+    }
+}

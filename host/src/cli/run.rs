@@ -1,0 +1,147 @@
+//! `shoal run`: serve one component on one address, nothing stored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
+
+use crate::cli::AppFlags;
+use crate::ingress::{self, IngressConfig, SingleApp};
+use crate::progress::Progress;
+use crate::units::parse_size;
+
+/// Serve one component over HTTP until interrupted.
+#[derive(Args, Debug)]
+pub(crate) struct Run {
+    /// The component to serve (a `.wasm` file exporting a `wasi:http` handler).
+    #[arg(value_name = "COMPONENT.wasm")]
+    component: PathBuf,
+
+    /// Address to listen on (`:0` picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "SHOAL_LISTEN")]
+    listen: SocketAddr,
+
+    /// Name of the app in logs and errors (default: the file name).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Largest request body accepted.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_request_body: u64,
+
+    /// Where compiled code is cached (default: `$XDG_CACHE_HOME/shoal`).
+    #[arg(long, value_name = "DIR", env = "SHOAL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    #[command(flatten)]
+    app: AppFlags,
+}
+
+impl Run {
+    pub(crate) fn execute(self) -> anyhow::Result<()> {
+        let bytes = read_component(&self.component)?;
+        let name = self.name.clone().unwrap_or_else(|| app_name_from(&self.component));
+        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(default_cache_dir) };
+        let runtime = Runtime::new(RuntimeConfig {
+            max_instances: self.app.max_concurrency,
+            max_memory_per_instance: self.app.memory,
+            cache_dir,
+            ..RuntimeConfig::default()
+        })?;
+        let compiled = compile(&runtime, &bytes, &self.component)?;
+        tracing::info!(
+            app = %name,
+            sha256 = compiled.sha256(),
+            kind = compiled.kind().as_str(),
+            cached = compiled.from_cache(),
+            ms = compiled.compile_time().as_millis() as u64,
+            "component ready"
+        );
+        let app = runtime.prepare(
+            &compiled,
+            AppConfig {
+                name: name.clone(),
+                policy: self.app.policy(),
+                limits: self.app.limits(),
+            },
+            Arc::new(TracingSink),
+        );
+
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        tokio.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(self.listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {}; choose another address with `--listen 127.0.0.1:PORT` (or `:0` for any free port)",
+                    self.listen
+                )
+            })?;
+            let addr = listener.local_addr()?;
+            let shutdown = crate::shutdown::on_signals();
+            eprintln!(
+                "serving `{name}` ({}, sha256 {}) on http://{addr}/",
+                compiled.kind().as_str(),
+                &compiled.sha256()[..12]
+            );
+            let config = IngressConfig {
+                max_request_body: self.max_request_body,
+            };
+            ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
+            eprintln!("stopped");
+            anyhow::Ok(())
+        })?;
+        // Drop the runtime (and its engine) only after every request is done.
+        drop(runtime);
+        Ok(())
+    }
+}
+
+fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        bail!(
+            "`{}` is a directory; pass the component file, e.g. `{}/target/wasm32-wasip2/release/NAME.wasm`",
+            path.display(),
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read component `{}`; pass the path of a `.wasm` file built for `wasm32-wasip2`",
+            path.display()
+        )
+    })
+}
+
+/// Compiles with a progress line on a terminal (a 20 MB component takes a
+/// minute on two cores).
+fn compile(runtime: &Runtime, bytes: &[u8], path: &Path) -> anyhow::Result<Compiled> {
+    let _progress = Progress::start(format!(
+        "compiling {} ({:.1} MB)",
+        path.display(),
+        bytes.len() as f64 / 1e6
+    ));
+    runtime
+        .compile(bytes)
+        .with_context(|| format!("cannot serve `{}`", path.display()))
+}
+
+fn app_name_from(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into())
+}
+
+/// `$XDG_CACHE_HOME/shoal`, else `~/.cache/shoal`.
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|dir| dir.join("shoal"))
+}

@@ -1,0 +1,189 @@
+//! The public HTTP server: accepts connections (HTTP/1.1 keep-alive and
+//! h2c), resolves each request to an app, and streams bodies both ways.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use shoal_runtime::{App, Body, BodyError};
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+
+/// Where a request goes.
+pub(crate) struct Resolved {
+    pub app: Arc<App>,
+    /// A route prefix to strip from the path the guest sees.
+    pub strip_prefix: Option<String>,
+}
+
+/// Maps a request's host and path to an app.
+pub(crate) trait Resolve: Send + Sync + 'static {
+    fn resolve(&self, host: Option<&str>, path: &str) -> Option<Resolved>;
+}
+
+/// Every request goes to one app, path unchanged (`shoal run`).
+pub(crate) struct SingleApp(pub Arc<App>);
+
+impl Resolve for SingleApp {
+    fn resolve(&self, _host: Option<&str>, _path: &str) -> Option<Resolved> {
+        Some(Resolved {
+            app: self.0.clone(),
+            strip_prefix: None,
+        })
+    }
+}
+
+/// Settings of the ingress.
+#[derive(Debug, Clone)]
+pub(crate) struct IngressConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_request_body: u64,
+}
+
+/// Serves until `shutdown`, then stops accepting and waits for every open
+/// connection to finish its requests in flight.
+pub(crate) async fn serve(listener: TcpListener, routes: Arc<dyn Resolve>, config: IngressConfig, mut shutdown: Shutdown) {
+    let local = listener.local_addr().ok();
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let config = Arc::new(config);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let routes = routes.clone();
+        let config = config.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let routes = routes.clone();
+            let config = config.clone();
+            async move { Ok::<_, Infallible>(handle(request, &*routes, &config, local).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn handle(request: Request<Incoming>, routes: &dyn Resolve, config: &IngressConfig, local: Option<SocketAddr>) -> Response<Body> {
+    let host = request_host(&request, local);
+    let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
+        return plain(StatusCode::NOT_FOUND, format!("no app is routed at {}\n", request.uri().path()));
+    };
+    if let Some(length) = content_length(&request)
+        && length > config.max_request_body
+    {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {length} bytes is over the limit of {} bytes\n", config.max_request_body),
+        );
+    }
+    let request = match to_guest_request(request, host.as_deref(), resolved.strip_prefix.as_deref(), config.max_request_body) {
+        Ok(request) => request,
+        Err(reason) => return plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
+    };
+    match resolved.app.handle(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = plain(status, format!("{error}\n"));
+            if let Some(secs) = error.retry_after() {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+    }
+}
+
+/// The authority the client addressed: the URI's (HTTP/2), else the Host
+/// header, else the address it connected to.
+fn request_host<B>(request: &Request<B>, local: Option<SocketAddr>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| local.map(|a| a.to_string()))
+}
+
+fn content_length<B>(request: &Request<B>) -> Option<u64> {
+    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Gives the guest an absolute URI with the scheme and authority the client
+/// used, the route prefix stripped (and kept in `x-forwarded-prefix`), and a
+/// body that fails once it passes the size limit.
+fn to_guest_request(
+    request: Request<Incoming>,
+    host: Option<&str>,
+    strip_prefix: Option<&str>,
+    max_body: u64,
+) -> Result<Request<Body>, String> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path_and_query = match strip_prefix {
+        Some(prefix) => {
+            parts
+                .headers
+                .insert("x-forwarded-prefix", HeaderValue::from_str(prefix).map_err(|e| e.to_string())?);
+            let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
+            if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
+        }
+        None => path_and_query.to_string(),
+    };
+    let mut uri = Uri::builder().scheme(parts.uri.scheme_str().unwrap_or("http"));
+    if let Some(host) = host {
+        uri = uri.authority(host);
+    }
+    parts.uri = uri
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| format!("invalid request target: {e}"))?;
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let body = Limited::new(body, limit)
+        .map_err(move |error| {
+            if error.is::<LengthLimitError>() {
+                BodyError::HttpRequestBodySize(Some(max_body))
+            } else {
+                match error.downcast::<hyper::Error>() {
+                    Ok(error) => BodyError::from(*error),
+                    Err(error) => BodyError::InternalError(Some(error.to_string())),
+                }
+            }
+        })
+        .boxed_unsync();
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A short plain-text response.
+pub(crate) fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

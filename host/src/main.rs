@@ -1,0 +1,27 @@
+//! `shoal`: serve WebAssembly HTTP components, alone or as a mesh.
+
+mod cli;
+mod ingress;
+mod progress;
+mod shutdown;
+mod telemetry;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    telemetry::init();
+    match cli.execute() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

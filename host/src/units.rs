@@ -1,0 +1,78 @@
+//! Parsing of the values users type: durations, sizes, `K=V` pairs.
+
+use std::time::Duration;
+
+/// `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let parsed = match s.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() => Err("a duration must be more than zero, e.g. `30s`".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{s}` is not a duration ({e}); write e.g. `30s`, `500ms` or `2m`")),
+    }
+}
+
+/// `128MiB`, `1GiB`, `64M`, `512KiB`, `1048576`; K/M/G are binary (1024).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let hint = || format!("`{s}` is not a size; write e.g. `128MiB`, `1GiB` or a number of bytes");
+    let number: u64 = number.parse().map_err(|_| hint())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(hint()),
+    };
+    let bytes = number.checked_mul(1 << shift).ok_or_else(hint)?;
+    if bytes == 0 {
+        return Err("a size must be more than zero, e.g. `128MiB`".into());
+    }
+    Ok(bytes)
+}
+
+/// `KEY=VALUE`, where the key is non-empty and has no `=`.
+pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE; write e.g. `--env GREETING=hello`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").unwrap_err().contains("30s"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64 kb").unwrap(), 64 << 10);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12TiB").is_err());
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+    }
+}

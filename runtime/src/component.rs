@@ -1,0 +1,167 @@
+//! Validating, compiling and pre-instantiating a component: the work done
+//! once per component, never per request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::handler::ProxyPre;
+
+use crate::engine::Runtime;
+use crate::error::LoadError;
+use crate::instance::StoreData;
+
+/// Which `wasi:http` handler a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// `wasi:http/incoming-handler@0.2.x` (WASIp2).
+    P2,
+    /// `wasi:http/handler@0.3.x` (WASIp3).
+    P3,
+}
+
+impl HandlerKind {
+    /// `"wasip2"` or `"wasip3"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandlerKind::P2 => "wasip2",
+            HandlerKind::P3 => "wasip3",
+        }
+    }
+}
+
+/// A validated, compiled and pre-instantiated HTTP component.
+#[derive(Clone)]
+pub struct Compiled {
+    pub(crate) pre: Arc<ProxyPre<StoreData>>,
+    sha256: String,
+    kind: HandlerKind,
+    size: usize,
+    from_cache: bool,
+    compile_time: Duration,
+}
+
+impl Compiled {
+    /// The hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// The handler it exports.
+    pub fn kind(&self) -> HandlerKind {
+        self.kind
+    }
+    /// Size of the component bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// Whether compiled code came from the cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+    /// Time spent compiling (or loading from the cache) and linking.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}
+
+/// The hex sha256 of `bytes`, the identity of a component everywhere in Shoal.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Says what kind of wasm `bytes` are, before anything is compiled.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || !bytes.starts_with(b"\0asm") {
+        return Err(LoadError::NotWasm {
+            found: describe_start(bytes),
+        });
+    }
+    match u16::from_le_bytes([bytes[6], bytes[7]]) {
+        0 => Err(LoadError::CoreModule),
+        1 => Ok(()),
+        layer => Err(LoadError::Invalid(format!(
+            "unknown wasm binary layer {layer}; this Shoal understands components of the component model"
+        ))),
+    }
+}
+
+fn describe_start(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "nothing: the file is empty".into();
+    }
+    let head = &bytes[..bytes.len().min(16)];
+    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || b.is_ascii_whitespace()) {
+        format!("the text {:?}", String::from_utf8_lossy(head))
+    } else {
+        format!("the bytes {}", hex::encode(&head[..head.len().min(8)]))
+    }
+}
+
+impl Runtime {
+    /// Validates, compiles (or loads from the cache) and pre-instantiates a
+    /// component. This blocks for as long as compilation takes: call it from
+    /// a blocking thread.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, LoadError> {
+        let started = Instant::now();
+        check_header(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha256));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache
+                    && let Err(error) = cache.store(&sha256, &component)
+                {
+                    tracing::warn!(%error, "compiled code not cached; the next start compiles again");
+                }
+                component
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
+        let (pre, kind) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+            Ok(p3) => (ProxyPre::P3(p3), HandlerKind::P3),
+            Err(_) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
+                Ok(p2) => (ProxyPre::P2(p2), HandlerKind::P2),
+                Err(_) => {
+                    let ty = component.component_type();
+                    let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+                    return Err(LoadError::NoHttpExport {
+                        exports: if exports.is_empty() {
+                            "nothing".into()
+                        } else {
+                            exports.join(", ")
+                        },
+                    });
+                }
+            },
+        };
+        Ok(Compiled {
+            pre: Arc::new(pre),
+            sha256,
+            kind,
+            size: bytes.len(),
+            from_cache,
+            compile_time: started.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_apart() {
+        assert!(matches!(check_header(b""), Err(LoadError::NotWasm { .. })));
+        let err = check_header(b"hello world, not wasm").unwrap_err().to_string();
+        assert!(err.contains("the text \"hello world, not "), "{err}");
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,172 @@
+//! The engine configured for serving, the linker with every WASI import, and
+//! the epoch ticker that drives deadlines and fair scheduling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::CompileCache;
+use crate::error::RuntimeError;
+use crate::instance::StoreData;
+
+/// Host-wide settings of the engine. The totals are explicit so the pooling
+/// allocator reserves what the host will use, not wasmtime's terabytes.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances alive at once across all apps (pool slots).
+    pub max_instances: u32,
+    /// The largest linear memory any app may be given, in bytes; each pool
+    /// slot reserves this much address space.
+    pub max_memory_per_instance: u64,
+    /// How often guests are interrupted to yield and check their deadline.
+    pub epoch_tick: Duration,
+    /// Where compiled code is cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 256,
+            max_memory_per_instance: 1 << 30,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: None,
+        }
+    }
+}
+
+/// The sandbox: one engine, one linker, one epoch ticker, one cache.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreData>,
+    pub(crate) cache: Option<CompileCache>,
+    pub(crate) config: RuntimeConfig,
+    /// Host-wide admission: one permit per pool slot, so a request waits
+    /// for a slot instead of failing to allocate one.
+    pub(crate) instance_slots: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+/// Core instances, memories and tables one component may hold. Components
+/// from jco and componentize-py hold a dozen or more core instances.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 32;
+
+impl Runtime {
+    /// Builds the engine and links the WASI 0.2 and 0.3 imports.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        link_wasi(&mut linker).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let cache = config.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &engine));
+        Ok(Runtime {
+            _ticker: EpochTicker::spawn(engine.clone(), config.epoch_tick),
+            instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            engine,
+            linker,
+            cache,
+            config,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The settings the runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+}
+
+fn engine_config(rc: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = rc.max_instances.max(1);
+    let memory = usize::try_from(rc.max_memory_per_instance).unwrap_or(usize::MAX);
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT).min(100_000))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT).min(100_000))
+        .total_stacks(instances)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memories_per_module(2)
+        .max_tables_per_module(8)
+        .table_elements(200_000)
+        .max_core_instance_size(8 << 20)
+        .max_component_instance_size(8 << 20)
+        .max_memory_size(memory);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        // Each slot reserves exactly the largest memory an app may have; bounds
+        // checks are explicit beyond that, which is what keeps the totals small.
+        .memory_reservation(rc.max_memory_per_instance)
+        .memory_reservation_for_growth(0)
+        .memory_guard_size(64 << 10)
+        .memory_may_move(false)
+        .parallel_compilation(true);
+    config
+}
+
+fn link_wasi(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    // Every Rust std guest imports `wasi:cli/*`, so the whole WASI 0.2 set is
+    // linked, not only the proxy world; what a guest may use is decided by
+    // its context (nothing granted by default), not by what is linked.
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    Ok(())
+}
+
+/// Increments the engine's epoch at a fixed interval on its own thread.
+/// Every store yields at each tick and checks its deadline.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("shoal-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

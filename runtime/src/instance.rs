@@ -1,0 +1,124 @@
+//! What lives in each request's store: the WASI and wasi:http contexts, the
+//! memory limiter, and the outbound HTTP policy hook.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+use crate::guest_log::{GuestOutput, GuestStream, LogSink};
+use crate::limits::MemoryLimiter;
+use crate::policy::Policy;
+
+/// The data of one instance's [`wasmtime::Store`].
+pub(crate) struct StoreData {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl StoreData {
+    /// A fresh context that grants exactly what `policy` says.
+    pub(crate) fn new(
+        app: &Arc<str>,
+        policy: &Arc<Policy>,
+        memory_limit: u64,
+        sink: &Arc<dyn LogSink>,
+    ) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&policy.env)
+            .stdout(GuestOutput::new(app.clone(), GuestStream::Stdout, sink.clone()))
+            .stderr(GuestOutput::new(app.clone(), GuestStream::Stderr, sink.clone()))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        StoreData {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                app: app.clone(),
+                policy: policy.clone(),
+            },
+            limiter: MemoryLimiter::new(memory_limit),
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Checks every outgoing request against the app's policy before sending it.
+struct OutboundHooks {
+    app: Arc<str>,
+    policy: Arc<Policy>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        });
+        if !self.policy.outbound_allowed(&host, port) {
+            tracing::warn!(
+                app = %self.app,
+                host = %host,
+                port,
+                "outbound request denied by policy; grant it with `--allow-outbound {host}:{port}`"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        tracing::debug!(app = %self.app, host = %host, port, "outbound request");
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! The Shoal runtime: a wasmtime sandbox and local scheduler for `wasi:http`
+//! components.
+//!
+//! It takes component bytes and an app's policy and limits, and turns HTTP
+//! requests into HTTP responses, one fresh instance per request. It knows
+//! nothing of sockets, command lines, databases or peers: the `shoal` binary
+//! (`host/`) owns all of those.
+//!
+//! The flow: [`Runtime::new`] builds one [`wasmtime::Engine`] (pooling
+//! allocator, epoch interruption, async) and a [`Linker`] with the full WASI
+//! 0.2 and 0.3 import sets. [`Runtime::compile`] validates a component and
+//! compiles it, through the on-disk [`CompileCache`]. [`Runtime::prepare`]
+//! pre-instantiates it with an [`AppConfig`] into an [`App`], and
+//! [`App::handle`] serves one request.
+//!
+//! [`Linker`]: wasmtime::component::Linker
+
+mod app;
+mod cache;
+mod component;
+mod engine;
+mod error;
+mod guest_log;
+mod instance;
+mod limits;
+mod policy;
+mod scheduler;
+
+pub use app::{App, AppConfig, AppStats};
+pub use cache::CompileCache;
+pub use component::{Compiled, HandlerKind};
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::{LoadError, RequestError, RuntimeError};
+pub use guest_log::{GuestStream, LogSink, TracingSink};
+pub use limits::Limits;
+pub use policy::{OutboundRule, Policy};
+
+/// The body type of requests and responses that cross the runtime boundary.
+///
+/// It is `wasmtime-wasi-http`'s boxed body so a guest's streaming body is
+/// handed to the host without copying or buffering.
+pub type Body = wasmtime_wasi_http::WasiBody;
+
+/// The error type of [`Body`] streams.
+pub type BodyError = wasmtime_wasi_http::Error;
