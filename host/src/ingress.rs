@@ -50,7 +50,12 @@ pub(crate) struct IngressConfig {
 
 /// Serves until `shutdown`, then stops accepting and waits for every open
 /// connection to finish its requests in flight.
-pub(crate) async fn serve(listener: TcpListener, routes: Arc<dyn Resolve>, config: IngressConfig, mut shutdown: Shutdown) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    routes: Arc<dyn Resolve>,
+    config: IngressConfig,
+    mut shutdown: Shutdown,
+) {
     let local = listener.local_addr().ok();
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -76,7 +81,9 @@ pub(crate) async fn serve(listener: TcpListener, routes: Arc<dyn Resolve>, confi
             let config = config.clone();
             async move { Ok::<_, Infallible>(handle(request, &*routes, &config, local).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -88,30 +95,49 @@ pub(crate) async fn serve(listener: TcpListener, routes: Arc<dyn Resolve>, confi
     graceful.shutdown().await;
 }
 
-async fn handle(request: Request<Incoming>, routes: &dyn Resolve, config: &IngressConfig, local: Option<SocketAddr>) -> Response<Body> {
+async fn handle(
+    request: Request<Incoming>,
+    routes: &dyn Resolve,
+    config: &IngressConfig,
+    local: Option<SocketAddr>,
+) -> Response<Body> {
     let host = request_host(&request, local);
     let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
-        return plain(StatusCode::NOT_FOUND, format!("no app is routed at {}\n", request.uri().path()));
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("no app is routed at {}\n", request.uri().path()),
+        );
     };
     if let Some(length) = content_length(&request)
         && length > config.max_request_body
     {
         return plain(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body of {length} bytes is over the limit of {} bytes\n", config.max_request_body),
+            format!(
+                "request body of {length} bytes is over the limit of {} bytes\n",
+                config.max_request_body
+            ),
         );
     }
-    let request = match to_guest_request(request, host.as_deref(), resolved.strip_prefix.as_deref(), config.max_request_body) {
+    let request = match to_guest_request(
+        request,
+        host.as_deref(),
+        resolved.strip_prefix.as_deref(),
+        config.max_request_body,
+    ) {
         Ok(request) => request,
         Err(reason) => return plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
     };
     match resolved.app.handle(request).await {
         Ok(response) => response,
         Err(error) => {
-            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = plain(status, format!("{error}\n"));
             if let Some(secs) = error.retry_after() {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             response
         }
@@ -125,12 +151,24 @@ fn request_host<B>(request: &Request<B>, local: Option<SocketAddr>) -> Option<St
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .or_else(|| local.map(|a| a.to_string()))
 }
 
 fn content_length<B>(request: &Request<B>) -> Option<u64> {
-    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Gives the guest an absolute URI with the scheme and authority the client
@@ -143,14 +181,25 @@ fn to_guest_request(
     max_body: u64,
 ) -> Result<Request<Body>, String> {
     let (mut parts, body) = request.into_parts();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let path_and_query = match strip_prefix {
         Some(prefix) => {
-            parts
-                .headers
-                .insert("x-forwarded-prefix", HeaderValue::from_str(prefix).map_err(|e| e.to_string())?);
-            let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
-            if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
+            parts.headers.insert(
+                "x-forwarded-prefix",
+                HeaderValue::from_str(prefix).map_err(|e| e.to_string())?,
+            );
+            let rest = path_and_query
+                .strip_prefix(prefix)
+                .unwrap_or(path_and_query);
+            if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{rest}")
+            }
         }
         None => path_and_query.to_string(),
     };
@@ -180,10 +229,15 @@ fn to_guest_request(
 
 /// A short plain-text response.
 pub(crate) fn plain(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

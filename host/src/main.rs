@@ -1,6 +1,7 @@
 //! `shoal`: serve WebAssembly HTTP components, alone or as a mesh.
 
 mod cli;
+mod executor;
 mod ingress;
 mod progress;
 mod shutdown;

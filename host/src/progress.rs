@@ -24,7 +24,11 @@ impl Progress {
                 let frames = ['|', '/', '-', '\\'];
                 let mut i = 0;
                 while !done.load(Ordering::Relaxed) {
-                    eprint!("\r{} {label} {:.0}s ", frames[i % 4], started.elapsed().as_secs_f64());
+                    eprint!(
+                        "\r{} {label} {:.0}s ",
+                        frames[i % 4],
+                        started.elapsed().as_secs_f64()
+                    );
                     let _ = std::io::stderr().flush();
                     i += 1;
                     std::thread::sleep(Duration::from_millis(200));

@@ -12,7 +12,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     match parsed {
         Ok(d) if d.is_zero() => Err("a duration must be more than zero, e.g. `30s`".into()),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{s}` is not a duration ({e}); write e.g. `30s`, `500ms` or `2m`")),
+        Err(e) => Err(format!(
+            "`{s}` is not a duration ({e}); write e.g. `30s`, `500ms` or `2m`"
+        )),
     }
 }
 
@@ -37,11 +39,26 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// A socket address; `:PORT` means `127.0.0.1:PORT` (`:0` picks a free port).
+pub(crate) fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("127.0.0.1{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse().map_err(|_| {
+        format!("`{s}` is not an address; write e.g. `127.0.0.1:8080`, `0.0.0.0:80` or `:0`")
+    })
+}
+
 /// `KEY=VALUE`, where the key is non-empty and has no `=`.
 pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("`{s}` is not KEY=VALUE; write e.g. `--env GREETING=hello`")),
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE; write e.g. `--env GREETING=hello`"
+        )),
     }
 }
 
@@ -66,6 +83,16 @@ mod tests {
         assert_eq!(parse_size("64 kb").unwrap(), 64 << 10);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("12TiB").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen(":0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(
+            parse_listen("0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
+        assert!(parse_listen("localhost").is_err());
     }
 
     #[test]

@@ -68,11 +68,18 @@ impl Runtime {
     /// pre-instantiated by [`Runtime::compile`].
     pub fn prepare(&self, compiled: &Compiled, config: AppConfig, sink: Arc<dyn LogSink>) -> App {
         let limits = Limits {
-            memory: config.limits.memory.min(self.config.max_memory_per_instance),
+            memory: config
+                .limits
+                .memory
+                .min(self.config.max_memory_per_instance),
             ..config.limits
         };
         App {
-            admission: Admission::new(limits.max_concurrency, limits.max_queue, self.instance_slots.clone()),
+            admission: Admission::new(
+                limits.max_concurrency,
+                limits.max_queue,
+                self.instance_slots.clone(),
+            ),
             handler: ProxyHandler::new(Handler {
                 pre: compiled.pre.clone(),
                 engine: self.engine.clone(),
@@ -120,7 +127,10 @@ impl App {
     ///
     /// The request's URI should be absolute (`http://host/path`) so the guest
     /// sees the scheme and authority the client used.
-    pub async fn handle(&self, request: http::Request<Body>) -> Result<http::Response<Body>, RequestError> {
+    pub async fn handle(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, RequestError> {
         let started = Instant::now();
         let state = self.handler.state();
         let timeout = state.limits.timeout;
@@ -188,9 +198,10 @@ impl HandlerState for Handler {
         // spinning guest from holding a core, and what lets deadlines fire.
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        let proxy = tokio::time::timeout(self.limits.timeout, self.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| wasmtime::format_err!("guest timed out during instantiation"))??;
+        let proxy =
+            tokio::time::timeout(self.limits.timeout, self.pre.instantiate_async(&mut store))
+                .await
+                .map_err(|_| wasmtime::format_err!("guest timed out during instantiation"))??;
         Ok(Instance {
             store,
             proxy,
@@ -210,9 +221,14 @@ impl HandlerState for Handler {
 impl Handler {
     /// Turns a failed request into the error a client sees, and logs the
     /// detail (which may include a wasm backtrace) for the operator.
-    async fn classify(&self, error: wasmtime::Error, outcome: oneshot::Receiver<Outcome>) -> RequestError {
+    async fn classify(
+        &self,
+        error: wasmtime::Error,
+        outcome: oneshot::Receiver<Outcome>,
+    ) -> RequestError {
         let app = self.app.to_string();
         let timeout = self.limits.timeout;
+        let mut detail = None;
         let result = if error.is::<ExpirationError>() {
             RequestError::Timeout { app, timeout }
         } else if let Some(failed) = error.downcast_ref::<InstantiationError<Ticket>>() {
@@ -222,8 +238,12 @@ impl Handler {
                 Failure::Other(reason) => RequestError::Instantiation { app, reason },
             }
         } else {
-            let outcome = tokio::time::timeout(OUTCOME_WAIT, outcome).await.ok().and_then(Result::ok);
+            let outcome = tokio::time::timeout(OUTCOME_WAIT, outcome)
+                .await
+                .ok()
+                .and_then(Result::ok);
             let worker_error = outcome.as_ref().and_then(|o| o.error.as_ref());
+            detail = worker_error.map(|e| format!("{e:?}"));
             if outcome.as_ref().is_some_and(|o| o.memory_limit_hit) {
                 RequestError::MemoryLimit {
                     app,
@@ -231,18 +251,23 @@ impl Handler {
                 }
             } else {
                 let failure = match describe(&error) {
-                    Failure::Other(_) => worker_error.map(describe).unwrap_or_else(|| describe(&error)),
+                    Failure::Other(_) => worker_error
+                        .map(describe)
+                        .unwrap_or_else(|| describe(&error)),
                     known => known,
                 };
                 match failure {
                     Failure::Timeout => RequestError::Timeout { app, timeout },
                     Failure::Trap(reason) => RequestError::Trap { app, reason },
-                    Failure::Other(reason) if reason.contains("response-outparam") => RequestError::NoResponse { app },
+                    Failure::Other(reason) if reason.contains("response-outparam") => {
+                        RequestError::NoResponse { app }
+                    }
                     Failure::Other(reason) => RequestError::Trap { app, reason },
                 }
             }
         };
-        tracing::warn!(app = %self.app, kind = result.kind(), error = ?error, "request failed: {result}");
+        let detail = detail.unwrap_or_else(|| format!("{error:?}"));
+        tracing::warn!(app = %self.app, kind = result.kind(), detail, "request failed: {result}");
         result
     }
 }
@@ -260,7 +285,14 @@ fn describe(error: &wasmtime::Error) -> Failure {
         return match trap {
             Trap::Interrupt => Failure::Timeout,
             Trap::StackOverflow => Failure::Trap("stack overflow".into()),
-            Trap::UnreachableCodeReached => Failure::Trap("panic or abort (wasm `unreachable` reached)".into()),
+            Trap::UnreachableCodeReached => {
+                Failure::Trap("panic or abort (wasm `unreachable` reached)".into())
+            }
+            // Rust and C guests keep their stack in linear memory: running off
+            // its end is the usual cause.
+            Trap::MemoryOutOfBounds => {
+                Failure::Trap("out-of-bounds memory access (likely a stack overflow)".into())
+            }
             other => Failure::Trap(other.to_string()),
         };
     }
@@ -282,7 +314,12 @@ struct Expiration {
 }
 
 impl WorkerExpiration for Expiration {
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>, _status: WorkerStatus, start: Instant) -> Poll<()> {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
         let Some(deadline) = start.checked_add(self.timeout) else {
             return Poll::Pending;
         };
@@ -306,7 +343,11 @@ impl WorkerState for Worker {
     type RequestData = Ticket;
 
     fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total == 0 { ShouldAccept::Yes } else { ShouldAccept::Never }
+        if total == 0 {
+            ShouldAccept::Yes
+        } else {
+            ShouldAccept::Never
+        }
     }
 
     fn on_request_start(

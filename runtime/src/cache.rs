@@ -66,12 +66,20 @@ impl CompileCache {
             path: self.dir.display().to_string(),
             reason,
         };
-        let bytes = component.serialize().map_err(|e| cache_error(format!("cannot serialize: {e}")))?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| cache_error(format!("cannot create: {e}")))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| cache_error(e.to_string()))?;
-        tmp.write_all(&bytes).map_err(|e| cache_error(e.to_string()))?;
-        tmp.as_file().sync_all().map_err(|e| cache_error(e.to_string()))?;
-        tmp.persist(self.path(sha256)).map_err(|e| cache_error(e.to_string()))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| cache_error(format!("cannot serialize: {e}")))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| cache_error(format!("cannot create: {e}")))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| cache_error(e.to_string()))?;
+        tmp.write_all(&bytes)
+            .map_err(|e| cache_error(e.to_string()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| cache_error(e.to_string()))?;
+        tmp.persist(self.path(sha256))
+            .map_err(|e| cache_error(e.to_string()))?;
         Ok(())
     }
 }

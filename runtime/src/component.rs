@@ -91,7 +91,10 @@ fn describe_start(bytes: &[u8]) -> String {
         return "nothing: the file is empty".into();
     }
     let head = &bytes[..bytes.len().min(16)];
-    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || b.is_ascii_whitespace()) {
+    if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || b.is_ascii_whitespace())
+    {
         format!("the text {:?}", String::from_utf8_lossy(head))
     } else {
         format!("the bytes {}", hex::encode(&head[..head.len().min(8)]))
@@ -106,12 +109,16 @@ impl Runtime {
         let started = Instant::now();
         check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha256));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &sha256));
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 if let Some(cache) = &self.cache
                     && let Err(error) = cache.store(&sha256, &component)
                 {
@@ -130,7 +137,8 @@ impl Runtime {
                 Ok(p2) => (ProxyPre::P2(p2), HandlerKind::P2),
                 Err(_) => {
                     let ty = component.component_type();
-                    let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+                    let exports: Vec<&str> =
+                        ty.exports(&self.engine).map(|(name, _)| name).collect();
                     return Err(LoadError::NoHttpExport {
                         exports: if exports.is_empty() {
                             "nothing".into()
@@ -159,9 +167,14 @@ mod tests {
     #[test]
     fn headers_are_told_apart() {
         assert!(matches!(check_header(b""), Err(LoadError::NotWasm { .. })));
-        let err = check_header(b"hello world, not wasm").unwrap_err().to_string();
-        assert!(err.contains("the text \"hello world, not "), "{err}");
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        let err = check_header(b"hello world, not wasm")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the text \"hello world, not\""), "{err}");
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -61,10 +61,14 @@ const TABLES_PER_COMPONENT: u32 = 32;
 impl Runtime {
     /// Builds the engine and links the WASI 0.2 and 0.3 imports.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         link_wasi(&mut linker).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
-        let cache = config.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &engine));
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| CompileCache::new(dir.clone(), &engine));
         Ok(Runtime {
             _ticker: EpochTicker::spawn(engine.clone(), config.epoch_tick),
             instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
@@ -91,7 +95,11 @@ fn engine_config(rc: &RuntimeConfig) -> Config {
     let instances = rc.max_instances.max(1);
     let memory = usize::try_from(rc.max_memory_per_instance).unwrap_or(usize::MAX);
     pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT).min(100_000))
+        .total_core_instances(
+            instances
+                .saturating_mul(CORE_INSTANCES_PER_COMPONENT)
+                .min(100_000),
+        )
         .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT).min(100_000))
         .total_stacks(instances)

@@ -105,7 +105,10 @@ impl GuestOutput {
     }
 
     fn write(&self, bytes: &[u8]) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).write(bytes);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(bytes);
     }
 }
 
@@ -122,7 +125,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -145,7 +152,10 @@ mod tests {
 
     impl LogSink for Collect {
         fn line(&self, app: &str, stream: GuestStream, line: &str) {
-            self.0.lock().unwrap().push(format!("{app} {} {line}", stream.as_str()));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{app} {} {line}", stream.as_str()));
         }
     }
 

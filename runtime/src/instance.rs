@@ -33,8 +33,16 @@ impl StoreData {
     ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&policy.env)
-            .stdout(GuestOutput::new(app.clone(), GuestStream::Stdout, sink.clone()))
-            .stderr(GuestOutput::new(app.clone(), GuestStream::Stderr, sink.clone()))
+            .stdout(GuestOutput::new(
+                app.clone(),
+                GuestStream::Stdout,
+                sink.clone(),
+            ))
+            .stderr(GuestOutput::new(
+                app.clone(),
+                GuestStream::Stderr,
+                sink.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);

@@ -28,7 +28,10 @@ pub struct OutboundRule {
 impl OutboundRule {
     /// Whether a request to `host:port` matches this rule.
     pub fn matches(&self, host: &str, port: u16) -> bool {
-        let host_ok = self.host == "*" || self.host.eq_ignore_ascii_case(host.trim_matches(['[', ']']));
+        let host_ok = self.host == "*"
+            || self
+                .host
+                .eq_ignore_ascii_case(host.trim_matches(['[', ']']));
         host_ok && self.port.is_none_or(|p| p == port)
     }
 }
@@ -50,7 +53,9 @@ impl FromStr for OutboundRule {
         let (host, port) = match s.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
                 let port = port.parse::<u16>().map_err(|_| {
-                    format!("invalid port in outbound rule `{s}`: expected a number from 1 to 65535")
+                    format!(
+                        "invalid port in outbound rule `{s}`: expected a number from 1 to 65535"
+                    )
                 })?;
                 (host, Some(port))
             }
@@ -102,7 +107,12 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_with_a_hint() {
         assert!("".parse::<OutboundRule>().is_err());
-        assert!("a.com:port".parse::<OutboundRule>().unwrap_err().contains("1 to 65535"));
+        assert!(
+            "a.com:port"
+                .parse::<OutboundRule>()
+                .unwrap_err()
+                .contains("1 to 65535")
+        );
         assert!("a.com/path".parse::<OutboundRule>().is_err());
     }
 

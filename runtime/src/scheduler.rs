@@ -60,7 +60,10 @@ impl Admission {
             self.slots.clone().try_acquire_owned(),
             self.host.clone().try_acquire_owned(),
         ) {
-            return Ok(Permit { _app: app, _host: host });
+            return Ok(Permit {
+                _app: app,
+                _host: host,
+            });
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -71,7 +74,10 @@ impl Admission {
             let app = self.slots.clone().acquire_owned().await;
             let host = self.host.clone().acquire_owned().await;
             match (app, host) {
-                (Ok(app), Ok(host)) => Some(Permit { _app: app, _host: host }),
+                (Ok(app), Ok(host)) => Some(Permit {
+                    _app: app,
+                    _host: host,
+                }),
                 _ => None,
             }
         };

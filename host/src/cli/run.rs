@@ -11,7 +11,7 @@ use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
 use crate::cli::AppFlags;
 use crate::ingress::{self, IngressConfig, SingleApp};
 use crate::progress::Progress;
-use crate::units::parse_size;
+use crate::units::{parse_listen, parse_size};
 
 /// Serve one component over HTTP until interrupted.
 #[derive(Args, Debug)]
@@ -21,7 +21,7 @@ pub(crate) struct Run {
     component: PathBuf,
 
     /// Address to listen on (`:0` picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "SHOAL_LISTEN")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "SHOAL_LISTEN", value_parser = parse_listen)]
     listen: SocketAddr,
 
     /// Name of the app in logs and errors (default: the file name).
@@ -47,8 +47,15 @@ pub(crate) struct Run {
 impl Run {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
         let bytes = read_component(&self.component)?;
-        let name = self.name.clone().unwrap_or_else(|| app_name_from(&self.component));
-        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(default_cache_dir) };
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| app_name_from(&self.component));
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(default_cache_dir)
+        };
         let runtime = Runtime::new(RuntimeConfig {
             max_instances: self.app.max_concurrency,
             max_memory_per_instance: self.app.memory,
@@ -74,7 +81,7 @@ impl Run {
             Arc::new(TracingSink),
         );
 
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let tokio = crate::executor::build()?;
         tokio.block_on(async move {
             let listener = tokio::net::TcpListener::bind(self.listen).await.with_context(|| {
                 format!(

@@ -1,1 +1,406 @@
+//! Helpers for Shoal's end-to-end tests: the guest components, a handle on a
+//! running `shoal` process that is killed on drop, and a small HTTP client.
+//! Every wait here is bounded.
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Paths of the guest components, built by this crate's build script.
+pub mod guests {
+    /// The smallest WASIp2 hello world.
+    pub const HELLO: &str = env!("SHOAL_GUEST_HELLO");
+    /// A WASIp2 guest with one route per tested behaviour.
+    pub const PROBE: &str = env!("SHOAL_GUEST_PROBE");
+    /// A WASIp3 (`wasi:http/handler@0.3.0`) guest.
+    pub const P3_HELLO: &str = env!("SHOAL_GUEST_P3_HELLO");
+    /// A command component with no HTTP handler.
+    pub const CLI_ONLY: &str = env!("SHOAL_GUEST_CLI_ONLY");
+}
+
+/// How long a `shoal` process may take to say it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything a process wrote to stderr, line by line, shared with a reader thread.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+impl Lines {
+    fn wait_for(&self, timeout: Duration, mut found: impl FnMut(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().unwrap();
+        let mut seen = 0;
+        loop {
+            if let Some(line) = guard.0[seen..].iter().find(|l| found(l)) {
+                return Some(line.clone());
+            }
+            seen = guard.0.len();
+            let now = Instant::now();
+            if now >= deadline || guard.1 {
+                return None;
+            }
+            guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// A running `shoal` process; killed when dropped.
+pub struct Shoal {
+    child: Child,
+    stderr: Arc<Lines>,
+    /// The address it serves HTTP on.
+    pub addr: SocketAddr,
+}
+
+impl Shoal {
+    /// Starts `shoal run COMPONENT --listen 127.0.0.1:0 ARGS...` with an
+    /// empty compile cache of its own, and waits until it serves.
+    pub fn run(bin: &str, component: &str, args: &[&str]) -> Shoal {
+        let cache = tempfile::tempdir().unwrap().keep();
+        Shoal::run_with_cache(bin, component, args, &cache)
+    }
+
+    /// Like [`Shoal::run`] with the given compile cache directory.
+    pub fn run_with_cache(bin: &str, component: &str, args: &[&str], cache: &Path) -> Shoal {
+        let mut command = Command::new(bin);
+        command
+            .args(["run", component, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SHOAL_CACHE_DIR", cache)
+            .env("SHOAL_LOG", "info")
+            .env("NO_COLOR", "1");
+        Shoal::spawn(command)
+    }
+
+    /// Spawns `command` and waits for its `on http://ADDR/` line.
+    pub fn spawn(mut command: Command) -> Shoal {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting shoal");
+        let stderr = Arc::new(Lines::default());
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn({
+            let stderr = stderr.clone();
+            move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[shoal] {line}");
+                    stderr.lines.lock().unwrap().0.push(line);
+                    stderr.changed.notify_all();
+                }
+                stderr.lines.lock().unwrap().1 = true;
+                stderr.changed.notify_all();
+            }
+        });
+        let ready = stderr.wait_for(READY_TIMEOUT, |l| l.contains(" on http://"));
+        let Some(ready) = ready else {
+            let _ = child.kill();
+            panic!("shoal did not become ready within {READY_TIMEOUT:?}");
+        };
+        let addr = ready
+            .split(" on http://")
+            .nth(1)
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no address in {ready:?}"));
+        Shoal {
+            child,
+            stderr,
+            addr,
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GETs `path`.
+    pub fn get(&self, path: &str) -> Reply {
+        get(&self.url(path))
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.stderr.wait_for(timeout, |l| l.contains(needle))
+    }
+
+    /// Everything written to stderr so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lines.lock().unwrap().0.join("\n")
+    }
+
+    /// Sends a signal (`"INT"`, `"TERM"`, `"KILL"`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Shoal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `shoal ARGS...` expecting it to exit by itself (bounded), and
+/// returns its exit status and stderr.
+pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("SHOAL_CACHE_DIR", tempfile::tempdir().unwrap().keep())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, reader.join().unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`shoal {}` did not exit within {timeout:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A finished HTTP exchange.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+    /// The response headers, lowercased names.
+    pub headers: Vec<(String, String)>,
+    /// How long the exchange took.
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP client that never treats a status as an error and gives up after
+/// 60 s.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn reply(started: Instant, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut response = result.expect("the HTTP exchange failed");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut body = String::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_string(&mut body)
+        .expect("reading the body");
+    Reply {
+        status,
+        body,
+        headers,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// GETs `url`.
+pub fn get(url: &str) -> Reply {
+    let started = Instant::now();
+    reply(started, agent().get(url).call())
+}
+
+/// POSTs `body` to `url`.
+pub fn post(url: &str, body: &[u8]) -> Reply {
+    let started = Instant::now();
+    reply(started, agent().post(url).send(body))
+}
+
+/// A deterministic pseudo-random byte stream of `len` bytes (xorshift), so
+/// large bodies need no memory on either side.
+pub struct Noise {
+    state: u64,
+    left: u64,
+}
+
+impl Noise {
+    /// `len` bytes from `seed`.
+    pub fn new(seed: u64, len: u64) -> Noise {
+        Noise {
+            state: seed | 1,
+            left: len,
+        }
+    }
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for byte in &mut buf[..n] {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            *byte = self.state as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// POSTs `len` bytes of [`Noise`] to `path` over one raw connection,
+/// writing the request body on one thread while reading the response on
+/// another, the way a full-duplex client does; returns the status and
+/// whether the response body was exactly the bytes sent.
+pub fn echo_duplex(addr: SocketAddr, path: &str, len: u64) -> (u16, bool) {
+    use std::io::Write;
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    );
+    let sender = std::thread::spawn(move || {
+        writer.write_all(head.as_bytes()).unwrap();
+        std::io::copy(&mut Noise::new(7, len), &mut writer).unwrap();
+    });
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut chunked = false;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        chunked |= line
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked");
+    }
+    let mut expected = Noise::new(7, len);
+    let mut same = true;
+    let mut total = 0u64;
+    let mut compare = |bytes: &[u8]| {
+        let mut want = vec![0u8; bytes.len()];
+        if expected.read_exact(&mut want).is_err() || want != bytes {
+            same = false;
+        }
+        total += bytes.len() as u64;
+    };
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0u8; size];
+            reader.read_exact(&mut chunk).unwrap();
+            compare(&chunk);
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+    } else {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        compare(&rest);
+    }
+    sender.join().unwrap();
+    (status, same && total == len)
+}
+
+/// A tiny HTTP/1.1 server on `127.0.0.1:0` that answers every request with
+/// 200 and `body`, for outbound tests. It stops with the test process.
+pub fn upstream(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                // Read the request head; the tests send no bodies upstream.
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}

@@ -124,14 +124,9 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     let incoming = request.consume().unwrap();
     let input = incoming.stream().unwrap();
     let output = outgoing.write().unwrap();
-    loop {
-        match input.blocking_read(64 * 1024) {
-            Ok(chunk) => {
-                for piece in chunk.chunks(4096) {
-                    output.blocking_write_and_flush(piece).unwrap();
-                }
-            }
-            Err(_) => break,
+    while let Ok(chunk) = input.blocking_read(64 * 1024) {
+        for piece in chunk.chunks(4096) {
+            output.blocking_write_and_flush(piece).unwrap();
         }
     }
     drop(output);

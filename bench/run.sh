@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The benchmark harness: serves one hello component with `shoal run`, with
+# `wasmtime serve -Scli` (when `wasmtime` is installed) and with a raw hyper
+# server (no Wasm: the ceiling), loads each in turns on loopback with wrk,
+# and prints req/s, p50, p99 and the ratios. Rounds alternate between the
+# systems so a noisy machine hurts them alike; the table gives medians.
+#
+#   bench/run.sh                      # 3 rounds of 10 s at 8 and 64 connections
+#   ROUNDS=5 DURATION=20s bench/run.sh
+#   COMPONENT=path/to/other.wasm PATH_=/x bench/run.sh
+#
+# Install the baseline with: cargo install wasmtime-cli --version 48.0.8 --locked
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-8 64}"
+THREADS="${THREADS:-2}"
+URL_PATH="${PATH_:-/}"
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else
+    echo "bench: wrk is missing; install it with \`sudo apt-get install wrk\`" >&2; exit 1; fi
+fi
+
+cargo build --release -q -p shoal-host -p hyper-hello
+if [ -z "${COMPONENT:-}" ]; then
+  cargo build --release -q --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml \
+    -p hello --target-dir "$CARGO_TARGET_DIR/guests"
+  COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/hello.wasm"
+fi
+BIN="$CARGO_TARGET_DIR/release"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# start NAME COMMAND...: runs a server on 127.0.0.1:0 and waits (60 s at
+# most) for the `http://ADDR/` it prints; sets ADDR_<NAME>.
+start() {
+  local name="$1"; shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 600); do
+    local addr
+    addr="$(grep -o 'http://[0-9.:]*/' "$WORK/$name.log" | head -1 || true)"
+    if [ -n "$addr" ]; then printf -v "ADDR_$name" '%s' "${addr#http://}"; return; fi
+    sleep 0.1
+  done
+  echo "bench: $name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
+}
+
+SYSTEMS=(shoal)
+start shoal env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$COMPONENT" --listen 127.0.0.1:0
+if command -v wasmtime >/dev/null; then
+  SYSTEMS+=(wasmtime)
+  start wasmtime wasmtime serve -Scli --addr 127.0.0.1:0 "$COMPONENT"
+else
+  echo "bench: wasmtime not installed; skipping the baseline (cargo install wasmtime-cli --version 48.0.8 --locked)" >&2
+fi
+SYSTEMS+=(hyper)
+start hyper "$BIN/hyper-hello" 127.0.0.1:0
+
+for system in "${SYSTEMS[@]}"; do
+  addr_var="ADDR_$system"
+  curl -sf "http://${!addr_var}$URL_PATH" >/dev/null || { echo "bench: $system does not answer" >&2; exit 1; }
+  wrk -t"$THREADS" -c8 -d2s "http://${!addr_var}$URL_PATH" >/dev/null   # warm-up
+done
+
+RESULTS="$WORK/results.tsv"
+for round in $(seq "$ROUNDS"); do
+  for conns in $CONNS; do
+    for system in "${SYSTEMS[@]}"; do
+      addr_var="ADDR_$system"
+      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "http://${!addr_var}$URL_PATH")"
+      errors="$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')"
+      echo "$out" | awk -v s="$system" -v c="$conns" -v r="$round" -v e="$errors" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, c, r, rps, p50, p99, e }' >>"$RESULTS"
+      echo "round $round: $system at $conns connections done" >&2
+    done
+  done
+done
+
+python3 - "$RESULTS" "$COMPONENT" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys, collections, os
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+by = collections.defaultdict(list)
+errors = collections.defaultdict(list)
+for system, conns, _round, rps, p50, p99, err in rows:
+    by[(system, int(conns))].append((float(rps), float(p50), float(p99)))
+    if err.strip(): errors[(system, int(conns))].append(err.strip())
+med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in by.items()}
+print(f"component: {os.path.basename(sys.argv[2])} ({os.path.getsize(sys.argv[2])} bytes); "
+      f"{sys.argv[4]} rounds of {sys.argv[3]} per cell; medians")
+print(f"{'conns':>5}  {'system':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'of ceiling':>12}")
+for conns in sorted({c for _, c in med}):
+    base = med.get(("wasmtime", conns))
+    ceil = med.get(("hyper", conns))
+    for system, label in (("shoal", "shoal run"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)")):
+        if (system, conns) not in med: continue
+        rps, p50, p99 = med[(system, conns)]
+        ratio = f"{rps / base[0]:.2f}x" if base else "-"
+        share = f"{100 * rps / ceil[0]:.0f}%" if ceil else "-"
+        print(f"{conns:>5}  {label:<16}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}")
+for (system, conns), errs in sorted(errors.items()):
+    print(f"note: {system} at {conns} connections reported: {errs[0]}")
+PY

@@ -1,0 +1,151 @@
+//! `cargo xtask <task>`: the project's automation, in Rust so it runs
+//! wherever cargo does. Each task installs what it needs first.
+//!
+//! - `demo [ARGS...]`: build the `hello` example and serve it with
+//!   `shoal run` (extra ARGS go to `shoal run`).
+//! - `test`: formatting, clippy, the runtime's dependency rule, then every
+//!   test of the workspace (unit and end-to-end).
+//! - `bench`: the benchmark harness, `bench/run.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => run(Command::new("bash").arg(root().join("bench/run.sh"))),
+        _ => Err("usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | bench>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
+}
+
+/// Guests are built for `wasm32-wasip2`; add the target if it is missing.
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+        .map_err(|e| format!("{e}; install the target with `rustup target add wasm32-wasip2`"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn demo(shoal_args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let examples_target = target_dir().join("examples");
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "examples/Cargo.toml",
+            "-p",
+            "hello",
+        ])
+        .arg("--target-dir")
+        .arg(&examples_target))?;
+    let hello = examples_target.join("wasm32-wasip2/release/hello.wasm");
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "shoal-host",
+            "--",
+            "run",
+        ])
+        .arg(hello)
+        .args(shoal_args))
+}
+
+fn test() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args(["fmt", "--all", "--check"]))
+        .map_err(|e| format!("{e}; format the code with `cargo fmt --all`"))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    runtime_stays_off_the_network()?;
+    run(cargo().args(["test", "--workspace"]))
+}
+
+/// The runtime never touches the network: no listener, no gossip, no
+/// database. Its dependency tree must not contain what would let it.
+fn runtime_stays_off_the_network() -> Result<(), String> {
+    let output = cargo()
+        .args([
+            "tree",
+            "-p",
+            "shoal-runtime",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let forbidden = ["chitchat", "rusqlite", "clap ", "hyper-util", "axum"];
+    for name in forbidden {
+        if tree.lines().any(|line| {
+            line.starts_with(name.trim_end()) && line[name.trim_end().len()..].starts_with(' ')
+        }) {
+            return Err(format!(
+                "shoal-runtime depends on `{}`; the runtime must not know sockets, CLIs, storage or peers (see ARCHITECTURE.md)",
+                name.trim()
+            ));
+        }
+    }
+    Ok(())
+}
