@@ -45,7 +45,7 @@ start() {
   for _ in $(seq 600); do
     local addr
     addr="$(grep -o 'http://[0-9.:]*/' "$WORK/$name.log" | head -1 || true)"
-    if [ -n "$addr" ]; then printf -v "ADDR_$name" '%s' "${addr#http://}"; return; fi
+    if [ -n "$addr" ]; then addr="${addr#http://}"; printf -v "ADDR_$name" "%s" "${addr%/}"; return; fi
     sleep 0.1
   done
   echo "bench: $name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1

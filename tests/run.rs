@@ -213,7 +213,7 @@ fn wrong_input_exits_nonzero_saying_what_was_found_and_expected() {
         (dir.path().to_str().unwrap(), &["is a directory"]),
     ];
     for (path, expected) in cases {
-        let (status, stderr) = run_to_exit(
+        let (status, _, stderr) = run_to_exit(
             SHOAL,
             &["run", path, "--listen", ":0"],
             Duration::from_secs(60),
@@ -226,7 +226,7 @@ fn wrong_input_exits_nonzero_saying_what_was_found_and_expected() {
             );
         }
     }
-    let (status, stderr) = run_to_exit(
+    let (status, _, stderr) = run_to_exit(
         SHOAL,
         &["run", guests::PROBE, "--timeout", "soon"],
         Duration::from_secs(30),
@@ -235,7 +235,7 @@ fn wrong_input_exits_nonzero_saying_what_was_found_and_expected() {
         !status.success() && stderr.contains("`soon` is not a duration"),
         "{stderr}"
     );
-    let (status, stderr) = run_to_exit(
+    let (status, _, stderr) = run_to_exit(
         SHOAL,
         &["run", guests::PROBE, "--env", "NOEQUALS"],
         Duration::from_secs(30),

@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use shoal_runtime::{App, Body, BodyError};
 use tokio::net::TcpListener;
 
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// Where a request goes.
@@ -42,10 +43,12 @@ impl Resolve for SingleApp {
 }
 
 /// Settings of the ingress.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct IngressConfig {
     /// Largest request body accepted, in bytes.
     pub max_request_body: u64,
+    /// Where requests are counted, if anywhere.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Serves until `shutdown`, then stops accepting and waits for every open
@@ -128,7 +131,8 @@ async fn handle(
         Ok(request) => request,
         Err(reason) => return plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
     };
-    match resolved.app.handle(request).await {
+    let started = std::time::Instant::now();
+    let response = match resolved.app.handle(request).await {
         Ok(response) => response,
         Err(error) => {
             let status =
@@ -141,7 +145,15 @@ async fn handle(
             }
             response
         }
+    };
+    if let Some(metrics) = &config.metrics {
+        metrics.request(
+            resolved.app.name(),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
     }
+    response
 }
 
 /// The authority the client addressed: the URI's (HTTP/2), else the Host

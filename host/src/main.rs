@@ -1,10 +1,18 @@
 //! `shoal`: serve WebAssembly HTTP components, alone or as a mesh.
 
+mod admin;
+mod apps;
 mod cli;
 mod executor;
+mod guest_logs;
 mod ingress;
+mod metrics;
+mod node;
 mod progress;
+mod routes;
 mod shutdown;
+mod spec;
+mod store;
 mod telemetry;
 mod units;
 

@@ -6,6 +6,7 @@
 //! reuse an instance, so per-request isolation holds for both.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -54,6 +55,20 @@ pub struct AppStats {
     pub active: usize,
     /// Requests waiting for an instance now.
     pub queued: usize,
+    /// Requests handled since the app was prepared.
+    pub requests: u64,
+    /// Of those, the ones that failed (any [`RequestError`]).
+    pub failures: u64,
+    /// Instances created since the app was prepared.
+    pub instantiations: u64,
+}
+
+/// Counters shared by an app and its workers.
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    failures: AtomicU64,
+    instantiations: AtomicU64,
 }
 
 /// A component ready to serve requests under its policy and limits.
@@ -87,6 +102,7 @@ impl Runtime {
                 policy: Arc::new(config.policy),
                 limits,
                 sink,
+                counters: Counters::default(),
             }),
             compiled: compiled.clone(),
         }
@@ -119,6 +135,24 @@ impl App {
         AppStats {
             active: self.admission.active(self.limits().max_concurrency),
             queued: self.admission.queued(),
+            requests: self
+                .handler
+                .state()
+                .counters
+                .requests
+                .load(Ordering::Relaxed),
+            failures: self
+                .handler
+                .state()
+                .counters
+                .failures
+                .load(Ordering::Relaxed),
+            instantiations: self
+                .handler
+                .state()
+                .counters
+                .instantiations
+                .load(Ordering::Relaxed),
         }
     }
 
@@ -128,6 +162,19 @@ impl App {
     /// The request's URI should be absolute (`http://host/path`) so the guest
     /// sees the scheme and authority the client used.
     pub async fn handle(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, RequestError> {
+        let counters = &self.handler.state().counters;
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.serve(request).await;
+        if result.is_err() {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn serve(
         &self,
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, RequestError> {
@@ -183,6 +230,7 @@ struct Handler {
     policy: Arc<Policy>,
     limits: Limits,
     sink: Arc<dyn LogSink>,
+    counters: Counters,
 }
 
 impl HandlerState for Handler {
@@ -191,6 +239,7 @@ impl HandlerState for Handler {
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<StoreData, Expiration, Worker>> {
+        self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
         let data = StoreData::new(&self.app, &self.policy, self.limits.memory, &self.sink);
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);

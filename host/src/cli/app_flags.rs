@@ -6,7 +6,16 @@ use std::time::Duration;
 use clap::Args;
 use shoal_runtime::{Limits, OutboundRule, Policy};
 
+use crate::spec::AppSpec;
 use crate::units::{parse_duration, parse_env, parse_size};
+
+/// Defaults shared by the flags and `shoal.toml`.
+pub(crate) mod defaults {
+    pub const TIMEOUT: &str = "30s";
+    pub const MEMORY: &str = "128MiB";
+    pub const MAX_CONCURRENCY: u32 = 100;
+    pub const MAX_QUEUE: u32 = 1000;
+}
 
 /// Policy and limits of one app.
 #[derive(Args, Debug, Clone)]
@@ -17,19 +26,19 @@ pub(crate) struct AppFlags {
     pub env: Vec<(String, String)>,
 
     /// Deadline for each request, e.g. `30s`, `500ms`, `2m`.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = defaults::TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Linear memory per instance, e.g. `128MiB`, `1GiB`.
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = defaults::MEMORY, value_parser = parse_size)]
     pub memory: u64,
 
     /// Instances of the component running at once; more requests wait.
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrency: u32,
 
     /// Requests allowed to wait beyond `--max-concurrency`; past that, 503.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_QUEUE)]
     pub max_queue: u32,
 
     /// A host the component may send HTTP requests to, as HOST or HOST:PORT
@@ -46,6 +55,29 @@ impl AppFlags {
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue as usize,
         }
+    }
+
+    /// The spec of an app deployed with these flags.
+    pub(crate) fn spec(
+        &self,
+        name: String,
+        route: Option<String>,
+        hostname: Option<String>,
+    ) -> AppSpec {
+        let mut spec = crate::cli::deploy::spec_without_component(name);
+        spec.route = route;
+        spec.hostname = hostname;
+        spec.env = self.env.iter().cloned().collect();
+        spec.timeout_ms = self.timeout.as_millis() as u64;
+        spec.memory = self.memory;
+        spec.max_concurrency = self.max_concurrency;
+        spec.max_queue = self.max_queue;
+        spec.allow_outbound = self
+            .allow_outbound
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        spec
     }
 
     pub(crate) fn policy(&self) -> Policy {

@@ -1,10 +1,19 @@
 //! The command line: one file per verb, each a clap struct with `execute`.
 
-mod app_flags;
+mod admin_flags;
+pub(crate) mod app_flags;
+mod deploy;
+pub(crate) mod host;
+mod logs;
+mod ls;
+mod manifest;
+mod rm;
 mod run;
+mod status;
 
 use clap::{Parser, Subcommand};
 
+pub(crate) use admin_flags::AdminFlags;
 pub(crate) use app_flags::AppFlags;
 
 /// Shoal serves WebAssembly HTTP components: one binary on a laptop, the same
@@ -19,13 +28,25 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::Run),
+    Host(host::Host),
+    Deploy(deploy::Deploy),
+    Ls(ls::Ls),
+    Rm(rm::Rm),
+    Logs(logs::Logs),
+    Status(status::Status),
 }
 
 impl Cli {
     /// Runs the chosen verb.
     pub fn execute(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Run(run) => run.execute(),
+            Command::Run(verb) => verb.execute(),
+            Command::Host(verb) => verb.execute(),
+            Command::Deploy(verb) => verb.execute(),
+            Command::Ls(verb) => verb.execute(),
+            Command::Rm(verb) => verb.execute(),
+            Command::Logs(verb) => verb.execute(),
+            Command::Status(verb) => verb.execute(),
         }
     }
 }

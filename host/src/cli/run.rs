@@ -98,6 +98,7 @@ impl Run {
             );
             let config = IngressConfig {
                 max_request_body: self.max_request_body,
+                metrics: None,
             };
             ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
             eprintln!("stopped");

@@ -56,6 +56,8 @@ pub struct Shoal {
     stderr: Arc<Lines>,
     /// The address it serves HTTP on.
     pub addr: SocketAddr,
+    /// The address of its admin API (`shoal host` only).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Shoal {
@@ -76,6 +78,52 @@ impl Shoal {
             .env("SHOAL_LOG", "info")
             .env("NO_COLOR", "1");
         Shoal::spawn(command)
+    }
+
+    /// Starts `shoal host --data-dir DIR --listen :0 --admin :0 ARGS...` and
+    /// waits until both its ingress and admin API serve.
+    pub fn host(bin: &str, data_dir: &Path, args: &[&str]) -> Shoal {
+        let mut command = Command::new(bin);
+        command
+            .arg("host")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(args)
+            .env("SHOAL_LOG", "info")
+            .env("NO_COLOR", "1");
+        let mut shoal = Shoal::spawn(command);
+        let line = shoal
+            .stderr
+            .wait_for(READY_TIMEOUT, |l| l.starts_with("admin API on http://"))
+            .expect("the admin API did not come up");
+        shoal.admin = Some(address_in(&line));
+        shoal
+    }
+
+    /// The admin API's base URL (`shoal host` only).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin.expect("not a host"))
+    }
+
+    /// Runs a CLI verb against this host's admin API (bounded), returning
+    /// its exit status, stdout and stderr.
+    pub fn cli(&self, bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
+        let mut full: Vec<&str> = args.to_vec();
+        let admin = self.admin_url();
+        full.extend(["--admin", &admin]);
+        run_to_exit(bin, &full, Duration::from_secs(120))
+    }
+
+    /// Like [`Shoal::cli`], asserting success; returns stdout and stderr.
+    pub fn cli_ok(&self, bin: &str, args: &[&str]) -> (String, String) {
+        let (status, stdout, stderr) = self.cli(bin, args);
+        assert!(
+            status.success(),
+            "`shoal {}` failed: {stderr}",
+            args.join(" ")
+        );
+        (stdout, stderr)
     }
 
     /// Spawns `command` and waits for its `on http://ADDR/` line.
@@ -101,21 +149,24 @@ impl Shoal {
                 stderr.changed.notify_all();
             }
         });
-        let ready = stderr.wait_for(READY_TIMEOUT, |l| l.contains(" on http://"));
+        let ready = stderr.wait_for(READY_TIMEOUT, |l| {
+            l.contains(" on http://") && !l.starts_with("admin")
+        });
         let Some(ready) = ready else {
             let _ = child.kill();
             panic!("shoal did not become ready within {READY_TIMEOUT:?}");
         };
-        let addr = ready
-            .split(" on http://")
-            .nth(1)
-            .and_then(|rest| rest.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| panic!("no address in {ready:?}"));
         Shoal {
             child,
             stderr,
-            addr,
+            addr: address_in(&ready),
+            admin: None,
         }
+    }
+
+    /// The process id, e.g. to kill it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://ADDR{path}`.
@@ -168,9 +219,16 @@ impl Drop for Shoal {
     }
 }
 
+fn address_in(line: &str) -> SocketAddr {
+    line.split(" on http://")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// Runs `shoal ARGS...` expecting it to exit by itself (bounded), and
-/// returns its exit status and stderr.
-pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+/// returns its exit status, stdout and stderr.
+pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
     let mut child = Command::new(bin)
         .args(args)
         .env("NO_COLOR", "1")
@@ -180,16 +238,19 @@ pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return (status, reader.join().unwrap());
+            return (status, stdout.join().unwrap(), stderr.join().unwrap());
         }
         if Instant::now() > deadline {
             let _ = child.kill();

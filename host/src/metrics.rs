@@ -1,0 +1,176 @@
+//! Prometheus metrics (the `prometheus-client` crate): requests by app and
+//! status, latency, instantiations, active instances, queue depth, compile
+//! time. Gauges are read from the apps at scrape time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AppLabel {
+    pub app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AppStatus {
+    pub app: String,
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+fn compile_histogram() -> Histogram {
+    // 1 ms to ~2 min.
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<AppStatus, Counter>,
+    latency: Family<AppLabel, Histogram, fn() -> Histogram>,
+    compile: Family<AppLabel, Histogram, fn() -> Histogram>,
+    instantiations: Family<AppLabel, Gauge>,
+    active: Family<AppLabel, Gauge>,
+    queued: Family<AppLabel, Gauge>,
+    /// Serialises scrapes: gauges are reset and refilled for each one.
+    scrape: Mutex<()>,
+}
+
+/// What a scrape needs to know of one app.
+pub(crate) struct AppGauges {
+    pub app: String,
+    pub instantiations: u64,
+    pub active: usize,
+    pub queued: usize,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("shoal");
+        let requests = Family::<AppStatus, Counter>::default();
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let compile = Family::new_with_constructor(compile_histogram as fn() -> Histogram);
+        let instantiations = Family::<AppLabel, Gauge>::default();
+        let active = Family::<AppLabel, Gauge>::default();
+        let queued = Family::<AppLabel, Gauge>::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by app and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head, by app",
+            latency.clone(),
+        );
+        registry.register(
+            "compile_duration_seconds",
+            "Time to compile (or load from cache) a component, by app",
+            compile.clone(),
+        );
+        registry.register(
+            "instantiations",
+            "Instances created by the app's current version",
+            instantiations.clone(),
+        );
+        registry.register(
+            "active_instances",
+            "Instances running now, by app",
+            active.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Requests waiting for an instance, by app",
+            queued.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            compile,
+            instantiations,
+            active,
+            queued,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn request(&self, app: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&AppStatus {
+                app: app.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&AppLabel {
+                app: app.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn compiled(&self, app: &str, elapsed: Duration) {
+        self.compile
+            .get_or_create(&AppLabel {
+                app: app.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with gauges from `apps`.
+    pub(crate) fn render(&self, apps: impl IntoIterator<Item = AppGauges>) -> String {
+        let _guard = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.instantiations.clear();
+        self.active.clear();
+        self.queued.clear();
+        for app in apps {
+            let label = AppLabel { app: app.app };
+            self.instantiations
+                .get_or_create(&label)
+                .set(app.instantiations as i64);
+            self.active.get_or_create(&label).set(app.active as i64);
+            self.queued.get_or_create(&label).set(app.queued as i64);
+        }
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_and_gauges() {
+        let metrics = Metrics::new();
+        metrics.request("hello", 200, Duration::from_millis(2));
+        let text = metrics.render([AppGauges {
+            app: "hello".into(),
+            instantiations: 3,
+            active: 1,
+            queued: 0,
+        }]);
+        assert!(
+            text.contains("shoal_requests_total{app=\"hello\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_active_instances{app=\"hello\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

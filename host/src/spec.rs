@@ -1,0 +1,228 @@
+//! `AppSpec`: what a deployment says about one app, as sent to the admin API
+//! and stored in the database. Validation lives here so every way in (CLI
+//! flags, `shoal.toml`, raw API calls) gets the same answers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_runtime::{Limits, OutboundRule, Policy};
+
+/// One app's desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppSpec {
+    /// `[a-z0-9-]`, 1 to 63 characters, starting and ending alphanumeric.
+    pub name: String,
+    /// The sha256 of the component, uploaded before.
+    pub component: String,
+    /// Path prefix; default `/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Serve requests for this Host instead of (or besides) a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    pub memory: u64,
+    pub max_concurrency: u32,
+    pub max_queue: u32,
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
+}
+
+/// Why a spec was refused; the message names the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct SpecError(pub String);
+
+impl AppSpec {
+    /// The route this app is served under: its own, else `/NAME` (a hostname
+    /// route alone means no prefix route).
+    pub(crate) fn prefix(&self) -> Option<String> {
+        match (&self.route, &self.hostname) {
+            (Some(route), _) => Some(route.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(format!("/{}", self.name)),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory: self.memory,
+            max_concurrency: self.max_concurrency as usize,
+            max_queue: self.max_queue as usize,
+        }
+    }
+
+    /// The policy, with `deny` (the host's own addresses) added.
+    pub(crate) fn policy(&self, deny: &[OutboundRule]) -> Policy {
+        Policy {
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            allow_outbound: self
+                .allow_outbound
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+            deny_outbound: deny.to_vec(),
+        }
+    }
+
+    /// Checks every field; `max_memory` is the host's cap per instance.
+    pub(crate) fn validate(&self, max_memory: u64) -> Result<(), SpecError> {
+        validate_name(&self.name)?;
+        if self.component.len() != 64 || !self.component.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SpecError(format!(
+                "`component` must be the hex sha256 of an uploaded component, got `{}`",
+                self.component
+            )));
+        }
+        if let Some(route) = &self.route {
+            validate_route(route)?;
+        }
+        if let Some(hostname) = &self.hostname {
+            validate_hostname(hostname)?;
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError(format!(
+                    "invalid env variable name `{key}`: it must be non-empty and contain no `=`"
+                )));
+            }
+        }
+        if self.timeout_ms == 0 {
+            return Err(SpecError(
+                "`timeout` must be more than zero, e.g. `30s`".into(),
+            ));
+        }
+        if self.memory == 0 || self.memory > max_memory {
+            return Err(SpecError(format!(
+                "`memory` of {} bytes is outside what this host allows (1 to {max_memory} bytes); lower it or start the host with a larger `--max-memory`",
+                self.memory
+            )));
+        }
+        if self.max_concurrency == 0 {
+            return Err(SpecError("`max-concurrency` must be at least 1".into()));
+        }
+        for rule in &self.allow_outbound {
+            rule.parse::<OutboundRule>().map_err(SpecError)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError(format!(
+            "invalid app name `{name}`: use 1 to 63 lowercase letters, digits and dashes, e.g. `hello-api`"
+        )))
+    }
+}
+
+fn validate_route(route: &str) -> Result<(), SpecError> {
+    let ok = route.starts_with('/')
+        && (route == "/" || !route.ends_with('/'))
+        && !route.contains("//")
+        && !route.contains(['?', '#', ' ', '%'])
+        && route.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError(format!(
+            "invalid route `{route}`: a route is a path prefix like `/api` or `/` (no trailing slash, query or spaces)"
+        )))
+    }
+}
+
+fn validate_hostname(host: &str) -> Result<(), SpecError> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError(format!(
+            "invalid hostname `{host}`: use a lowercase DNS name like `api.example.com`"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec(name: &str) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            component: "a".repeat(64),
+            route: None,
+            hostname: None,
+            env: BTreeMap::new(),
+            timeout_ms: 30_000,
+            memory: 128 << 20,
+            max_concurrency: 10,
+            max_queue: 10,
+            allow_outbound: vec![],
+        }
+    }
+
+    #[test]
+    fn names_routes_and_hostnames_are_checked() {
+        assert!(spec("hello-api").validate(1 << 30).is_ok());
+        for bad in ["", "Hello", "-x", "x-", "a_b", &"a".repeat(64)] {
+            assert!(spec(bad).validate(1 << 30).is_err(), "{bad}");
+        }
+        let mut s = spec("a");
+        for bad in ["api", "/api/", "//x", "/a?b", "/a b"] {
+            s.route = Some(bad.into());
+            assert!(s.validate(1 << 30).is_err(), "{bad}");
+        }
+        s.route = Some("/".into());
+        assert!(s.validate(1 << 30).is_ok());
+        s.hostname = Some("API.example.com".into());
+        assert!(s.validate(1 << 30).is_err());
+        s.hostname = Some("api.example.com".into());
+        assert!(s.validate(1 << 30).is_ok());
+    }
+
+    #[test]
+    fn limits_are_checked_against_the_host() {
+        let mut s = spec("a");
+        s.memory = 2 << 30;
+        assert!(s.validate(1 << 30).unwrap_err().0.contains("--max-memory"));
+        let mut s = spec("a");
+        s.allow_outbound = vec!["x/y".into()];
+        assert!(s.validate(1 << 30).is_err());
+    }
+
+    #[test]
+    fn the_default_route_is_the_name_unless_a_hostname_is_given() {
+        let mut s = spec("shop");
+        assert_eq!(s.prefix().as_deref(), Some("/shop"));
+        s.hostname = Some("shop.example".into());
+        assert_eq!(s.prefix(), None);
+        s.route = Some("/".into());
+        assert_eq!(s.prefix().as_deref(), Some("/"));
+    }
+}
