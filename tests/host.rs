@@ -522,3 +522,29 @@ fn a_token_guards_the_admin_api_and_guests_cannot_reach_it() {
         reply.body
     );
 }
+
+#[test]
+fn a_shoal_toml_deploys_several_apps_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = host(dir.path());
+    let project = tempfile::tempdir().unwrap();
+    std::fs::copy(guests::PROBE, project.path().join("probe.wasm")).unwrap();
+    let manifest = project.path().join("shoal.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[[app]]\nname = \"probe\"\ncomponent = \"probe.wasm\"\nroute = \"/p\"\nenv = {{ GREETING = \"from toml\" }}\ntimeout = \"5s\"\n\n\
+             [[app]]\nname = \"p3\"\ncomponent = \"{}\"\nhostname = \"p3.example\"\n",
+            guests::P3_HELLO
+        ),
+    )
+    .unwrap();
+    let (_, stderr) = shoal.cli_ok(SHOAL, &["deploy", "-f", manifest.to_str().unwrap()]);
+    assert!(stderr.contains("deployed `probe` v1") && stderr.contains("deployed `p3` v1"), "{stderr}");
+    assert_eq!(shoal.get("/p/env?name=GREETING").body, "from toml");
+
+    std::fs::write(&manifest, "[[app]]\nname = \"probe\"\ncomponent = \"probe.wasm\"\nrouet = \"/q\"\n").unwrap();
+    let (status, _, stderr) = shoal.cli(SHOAL, &["deploy", "-f", manifest.to_str().unwrap()]);
+    assert!(!status.success() && stderr.contains("unknown field `rouet`"), "{stderr}");
+    assert_eq!(shoal.get("/p/env?name=GREETING").body, "from toml");
+}
