@@ -320,15 +320,17 @@ fn a_redeploy_under_load_fails_no_request() {
     for version in 2..=4 {
         std::thread::sleep(Duration::from_millis(300));
         let env = format!("V={version}");
-        let component = if version % 2 == 0 {
-            guests::PROBE
-        } else {
-            guests::PROBE
-        };
         shoal.cli_ok(
             SHOAL,
             &[
-                "deploy", component, "--name", "app", "--route", "/", "--env", &env,
+                "deploy",
+                guests::PROBE,
+                "--name",
+                "app",
+                "--route",
+                "/",
+                "--env",
+                &env,
             ],
         );
     }
@@ -540,11 +542,21 @@ fn a_shoal_toml_deploys_several_apps_and_refuses_unknown_keys() {
     )
     .unwrap();
     let (_, stderr) = shoal.cli_ok(SHOAL, &["deploy", "-f", manifest.to_str().unwrap()]);
-    assert!(stderr.contains("deployed `probe` v1") && stderr.contains("deployed `p3` v1"), "{stderr}");
+    assert!(
+        stderr.contains("deployed `probe` v1") && stderr.contains("deployed `p3` v1"),
+        "{stderr}"
+    );
     assert_eq!(shoal.get("/p/env?name=GREETING").body, "from toml");
 
-    std::fs::write(&manifest, "[[app]]\nname = \"probe\"\ncomponent = \"probe.wasm\"\nrouet = \"/q\"\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "[[app]]\nname = \"probe\"\ncomponent = \"probe.wasm\"\nrouet = \"/q\"\n",
+    )
+    .unwrap();
     let (status, _, stderr) = shoal.cli(SHOAL, &["deploy", "-f", manifest.to_str().unwrap()]);
-    assert!(!status.success() && stderr.contains("unknown field `rouet`"), "{stderr}");
+    assert!(
+        !status.success() && stderr.contains("unknown field `rouet`"),
+        "{stderr}"
+    );
     assert_eq!(shoal.get("/p/env?name=GREETING").body, "from toml");
 }

@@ -29,7 +29,9 @@ impl RouteTable {
                 table.prefixes.push((prefix, app));
             }
         }
-        table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table
+            .prefixes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         table
     }
 

@@ -265,20 +265,14 @@ fn logs(node: &Node, name: &str, follow: bool) -> Result<Response<AdminBody>, Ap
     }
     let head = futures::stream::once(async move { Ok(Frame::data(Bytes::from(text))) });
     let tail = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(line) => {
-                    return Some((Ok(Frame::data(Bytes::from(format!("{line}\n")))), receiver));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    return Some((
-                        Ok(Frame::data(Bytes::from(format!("... {n} lines skipped\n")))),
-                        receiver,
-                    ));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        let text = match receiver.recv().await {
+            Ok(line) => format!("{line}\n"),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                format!("... {n} lines skipped\n")
             }
-        }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(Frame::data(Bytes::from(text))), receiver))
     });
     let stream = head.chain(tail);
     let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
