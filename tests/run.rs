@@ -30,6 +30,29 @@ fn ten_mebibytes_stream_through_an_echo_guest_both_ways_at_once() {
 }
 
 #[test]
+fn response_trailers_reach_a_client_that_accepts_them() {
+    use std::io::{Read, Write};
+    let shoal = Shoal::run(SHOAL, guests::PROBE, &[]);
+    let mut stream = std::net::TcpStream::connect(shoal.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /trailers HTTP/1.1\r\nhost: x\r\nte: trailers\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (_, tail) = raw.split_once("\r\n0\r\n").expect("a chunked body");
+    assert!(raw.contains("with trailers"), "{raw}");
+    assert!(
+        tail.to_ascii_lowercase().contains("x-checksum: 42"),
+        "{raw}"
+    );
+}
+
+#[test]
 fn the_environment_is_granted_only_as_asked() {
     let shoal = Shoal::run(SHOAL, guests::PROBE, &["--env", "GREETING=hi there"]);
     assert_eq!(shoal.get("/env?name=GREETING").body, "hi there");

@@ -239,10 +239,14 @@ fn to_guest_request(
     Ok(Request::from_parts(parts, body))
 }
 
-/// A short plain-text response.
-pub(crate) fn plain(status: StatusCode, text: String) -> Response<Body> {
+/// A short plain-text response, with whatever body error type the server
+/// at hand uses.
+pub(crate) fn plain<E: 'static>(
+    status: StatusCode,
+    text: impl Into<Bytes>,
+) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, E>> {
     let mut response = Response::new(
-        Full::new(Bytes::from(text))
+        Full::new(text.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );

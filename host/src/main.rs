@@ -3,6 +3,7 @@
 mod admin;
 mod apps;
 mod cli;
+mod dirs;
 mod executor;
 mod guest_logs;
 mod ingress;

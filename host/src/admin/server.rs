@@ -8,9 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{
-    BodyExt, Full, LengthLimitError, Limited, StreamBody, combinators::UnsyncBoxBody,
-};
+use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -291,17 +289,7 @@ fn no_app(name: &str) -> ApiError {
 }
 
 fn body(status: StatusCode, bytes: Bytes) -> Response<AdminBody> {
-    let mut response = Response::new(
-        Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    crate::ingress::plain(status, bytes)
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response<AdminBody> {

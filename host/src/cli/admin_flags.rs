@@ -30,7 +30,7 @@ impl AdminFlags {
             format!("http://{}", self.admin)
         };
         let token = self.token.clone().or_else(|| {
-            let path = crate::cli::host::default_data_dir()?.join("token");
+            let path = crate::dirs::data_dir()?.join("token");
             std::fs::read_to_string(path)
                 .ok()
                 .map(|t| t.trim().to_string())

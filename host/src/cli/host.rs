@@ -49,7 +49,7 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let data_dir = match self.data_dir.clone().or_else(default_data_dir) {
+        let data_dir = match self.data_dir.clone().or_else(crate::dirs::data_dir) {
             Some(dir) => dir,
             None => anyhow::bail!(
                 "no data directory: set `--data-dir` or `SHOAL_DATA_DIR` (HOME is not set)"
@@ -93,15 +93,6 @@ impl Host {
         eprintln!("stopped");
         Ok(())
     }
-}
-
-/// `$XDG_DATA_HOME/shoal`, else `~/.local/share/shoal`.
-pub(crate) fn default_data_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .map(|dir| dir.join("shoal"))
 }
 
 /// The token in `DIR/token`, made (32 random bytes, hex, mode 0600) on

@@ -54,7 +54,7 @@ impl Run {
         let cache_dir = if self.no_cache {
             None
         } else {
-            self.cache_dir.clone().or_else(default_cache_dir)
+            self.cache_dir.clone().or_else(crate::dirs::cache_dir)
         };
         let runtime = Runtime::new(RuntimeConfig {
             max_instances: self.app.max_concurrency,
@@ -143,13 +143,4 @@ fn app_name_from(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "app".into())
-}
-
-/// `$XDG_CACHE_HOME/shoal`, else `~/.cache/shoal`.
-pub(crate) fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .map(|dir| dir.join("shoal"))
 }

@@ -37,6 +37,16 @@ impl Guest for Probe {
                     Err(_) => respond(out, 404, &format!("{name} is not set")),
                 }
             }
+            "/trailers" => {
+                // HTTP/1.1 sends only trailers the head announces.
+                let headers = Fields::from_list(&[("trailer".to_string(), b"x-checksum".to_vec())]).unwrap();
+                let response = OutgoingResponse::new(headers);
+                let body = response.body().unwrap();
+                ResponseOutparam::set(out, Ok(response));
+                write_all(&body, b"with trailers\n");
+                let trailers = Fields::from_list(&[("x-checksum".to_string(), b"42".to_vec())]).unwrap();
+                OutgoingBody::finish(body, Some(trailers)).unwrap();
+            }
             "/env-count" => respond(out, 200, &std::env::vars().count().to_string()),
             "/fetch" => fetch(param(query, "url").unwrap_or_default(), out),
             "/log" => {
