@@ -9,6 +9,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("PROBE", "probe.wasm"),
     ("P3_HELLO", "p3_hello.wasm"),
     ("CLI_ONLY", "cli-only.wasm"),
+    ("COMPAT_WSTD", "compat_wstd.wasm"),
+    ("COMPAT_SPIN", "compat_spin.wasm"),
 ];
 
 fn main() {

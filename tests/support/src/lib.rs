@@ -19,6 +19,10 @@ pub mod guests {
     pub const P3_HELLO: &str = env!("SHOAL_GUEST_P3_HELLO");
     /// A command component with no HTTP handler.
     pub const CLI_ONLY: &str = env!("SHOAL_GUEST_CLI_ONLY");
+    /// A guest written with `wstd` (WASIp2).
+    pub const COMPAT_WSTD: &str = env!("SHOAL_GUEST_COMPAT_WSTD");
+    /// A guest written with spin-sdk 7 (WASIp3).
+    pub const COMPAT_SPIN: &str = env!("SHOAL_GUEST_COMPAT_SPIN");
 }
 
 /// How long a `shoal` process may take to say it is ready.
