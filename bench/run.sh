@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark harness: serves one hello component with `shoal run`, with
-# `wasmtime serve -Scli` (when `wasmtime` is installed) and with a raw hyper
+# `wasmtime serve -Scli` (when `wasmtime` is installed), the same hello
+# written with shoal-sdk under `shoal run`, and with a raw hyper
 # server (no Wasm: the ceiling), loads each in turns on loopback with wrk,
 # and prints req/s, p50, p99 and the ratios. Rounds alternate between the
 # systems so a noisy machine hurts them alike; the table gives medians.
@@ -25,10 +26,15 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release -q -p shoal-host -p hyper-hello
+SDK_COMPONENT=""
 if [ -z "${COMPONENT:-}" ]; then
   cargo build --release -q --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml \
     -p hello --target-dir "$CARGO_TARGET_DIR/guests"
   COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/hello.wasm"
+  # The same hello written with the SDK, to measure what the SDK costs.
+  cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml \
+    -p hello --target-dir "$CARGO_TARGET_DIR/examples"
+  SDK_COMPONENT="$CARGO_TARGET_DIR/examples/wasm32-wasip2/release/hello.wasm"
 fi
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
@@ -53,6 +59,10 @@ start() {
 
 SYSTEMS=(shoal)
 start shoal env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$COMPONENT" --listen 127.0.0.1:0
+if [ -n "$SDK_COMPONENT" ]; then
+  SYSTEMS+=(sdk)
+  start sdk env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$SDK_COMPONENT" --listen 127.0.0.1:0
+fi
 if command -v wasmtime >/dev/null; then
   SYSTEMS+=(wasmtime)
   start wasmtime wasmtime serve -Scli --addr 127.0.0.1:0 "$COMPONENT"
@@ -101,12 +111,16 @@ print(f"{'conns':>5}  {'system':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs 
 for conns in sorted({c for _, c in med}):
     base = med.get(("wasmtime", conns))
     ceil = med.get(("hyper", conns))
-    for system, label in (("shoal", "shoal run"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)")):
+    for system, label in (("shoal", "shoal run"), ("sdk", "shoal run, sdk"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)")):
         if (system, conns) not in med: continue
         rps, p50, p99 = med[(system, conns)]
         ratio = f"{rps / base[0]:.2f}x" if base else "-"
         share = f"{100 * rps / ceil[0]:.0f}%" if ceil else "-"
         print(f"{conns:>5}  {label:<16}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}")
+for conns in sorted({c for _, c in med}):
+    if ("sdk", conns) in med and ("shoal", conns) in med:
+        overhead = med[("shoal", conns)][0] / med[("sdk", conns)][0] - 1
+        print(f"sdk per-request time over raw bindings at {conns} connections: {100 * overhead:+.1f}%")
 for (system, conns), errs in sorted(errors.items()):
     print(f"note: {system} at {conns} connections reported: {errs[0]}")
 PY

@@ -39,7 +39,7 @@ pub(crate) struct Host {
     max_request_body: u64,
 
     /// The most linear memory any app may ask for, per instance.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
     max_memory: u64,
 
     /// Instances alive at once across all apps.

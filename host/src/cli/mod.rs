@@ -7,6 +7,7 @@ pub(crate) mod host;
 mod logs;
 mod ls;
 mod manifest;
+mod new;
 mod rm;
 mod run;
 mod status;
@@ -34,6 +35,7 @@ enum Command {
     Rm(rm::Rm),
     Logs(logs::Logs),
     Status(status::Status),
+    New(new::New),
 }
 
 impl Cli {
@@ -47,6 +49,7 @@ impl Cli {
             Command::Rm(verb) => verb.execute(),
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),
+            Command::New(verb) => verb.execute(),
         }
     }
 }

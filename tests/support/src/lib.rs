@@ -25,6 +25,20 @@ pub mod guests {
     pub const COMPAT_SPIN: &str = env!("SHOAL_GUEST_COMPAT_SPIN");
 }
 
+/// Paths of the examples (`examples/`), built with their release profile.
+pub mod examples {
+    /// `examples/hello`.
+    pub const HELLO: &str = env!("SHOAL_EXAMPLE_HELLO");
+    /// `examples/json-api`.
+    pub const JSON_API: &str = env!("SHOAL_EXAMPLE_JSON_API");
+    /// `examples/router`.
+    pub const ROUTER: &str = env!("SHOAL_EXAMPLE_ROUTER");
+    /// `examples/fetch`.
+    pub const FETCH: &str = env!("SHOAL_EXAMPLE_FETCH");
+    /// `examples/stream`.
+    pub const STREAM: &str = env!("SHOAL_EXAMPLE_STREAM");
+}
+
 /// How long a `shoal` process may take to say it is ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -62,14 +76,18 @@ pub struct Shoal {
     pub addr: SocketAddr,
     /// The address of its admin API (`shoal host` only).
     pub admin: Option<SocketAddr>,
+    /// A directory that lives as long as the process (its compile cache).
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Shoal {
     /// Starts `shoal run COMPONENT --listen 127.0.0.1:0 ARGS...` with an
     /// empty compile cache of its own, and waits until it serves.
     pub fn run(bin: &str, component: &str, args: &[&str]) -> Shoal {
-        let cache = tempfile::tempdir().unwrap().keep();
-        Shoal::run_with_cache(bin, component, args, &cache)
+        let cache = tempfile::tempdir().unwrap();
+        let mut shoal = Shoal::run_with_cache(bin, component, args, cache.path());
+        shoal.scratch = Some(cache);
+        shoal
     }
 
     /// Like [`Shoal::run`] with the given compile cache directory.
@@ -130,6 +148,22 @@ impl Shoal {
         (stdout, stderr)
     }
 
+    /// Starts `wasmtime serve -Scli` on `component` if `wasmtime` is
+    /// installed, to prove a component portable; `None` if it is not.
+    pub fn wasmtime_serve(component: &str) -> Option<Shoal> {
+        let found = Command::new("wasmtime")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("wasmtime is not installed; skipping the portability check");
+            return None;
+        }
+        let mut command = Command::new("wasmtime");
+        command.args(["serve", "-Scli", "--addr", "127.0.0.1:0", component]);
+        Some(Shoal::spawn(command))
+    }
+
     /// Spawns `command` and waits for its `on http://ADDR/` line.
     pub fn spawn(mut command: Command) -> Shoal {
         let mut child = command
@@ -165,6 +199,7 @@ impl Shoal {
             stderr,
             addr: address_in(&ready),
             admin: None,
+            scratch: None,
         }
     }
 
@@ -233,10 +268,11 @@ fn address_in(line: &str) -> SocketAddr {
 /// Runs `shoal ARGS...` expecting it to exit by itself (bounded), and
 /// returns its exit status, stdout and stderr.
 pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
+    let cache = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin)
         .args(args)
         .env("NO_COLOR", "1")
-        .env("SHOAL_CACHE_DIR", tempfile::tempdir().unwrap().keep())
+        .env("SHOAL_CACHE_DIR", cache.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

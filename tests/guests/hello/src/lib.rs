@@ -1,7 +1,9 @@
 //! Answers every request with `hello from shoal\n`.
 
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Hello;
 
@@ -11,7 +13,9 @@ impl Guest for Hello {
         let body = response.body().unwrap();
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().unwrap();
-        stream.blocking_write_and_flush(b"hello from shoal\n").unwrap();
+        stream
+            .blocking_write_and_flush(b"hello from shoal\n")
+            .unwrap();
         drop(stream);
         OutgoingBody::finish(body, None).unwrap();
     }

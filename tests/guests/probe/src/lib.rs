@@ -15,7 +15,9 @@ struct Probe;
 impl Guest for Probe {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path_with_query = request.path_with_query().unwrap_or_default();
-        let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((&path_with_query, ""));
         match path {
             "/" | "/hello" => respond(out, 200, "hello from shoal\n"),
             "/echo" => echo(request, out),
@@ -28,7 +30,11 @@ impl Guest for Probe {
                 };
                 let authority = request.authority().unwrap_or_default();
                 let prefix = header(&request, "x-forwarded-prefix").unwrap_or_default();
-                respond(out, 200, &format!("{scheme} {authority} {path_with_query} {prefix}\n"));
+                respond(
+                    out,
+                    200,
+                    &format!("{scheme} {authority} {path_with_query} {prefix}\n"),
+                );
             }
             "/env" => {
                 let name = param(query, "name").unwrap_or_default();
@@ -39,12 +45,14 @@ impl Guest for Probe {
             }
             "/trailers" => {
                 // HTTP/1.1 sends only trailers the head announces.
-                let headers = Fields::from_list(&[("trailer".to_string(), b"x-checksum".to_vec())]).unwrap();
+                let headers =
+                    Fields::from_list(&[("trailer".to_string(), b"x-checksum".to_vec())]).unwrap();
                 let response = OutgoingResponse::new(headers);
                 let body = response.body().unwrap();
                 ResponseOutparam::set(out, Ok(response));
                 write_all(&body, b"with trailers\n");
-                let trailers = Fields::from_list(&[("x-checksum".to_string(), b"42".to_vec())]).unwrap();
+                let trailers =
+                    Fields::from_list(&[("x-checksum".to_string(), b"42".to_vec())]).unwrap();
                 OutgoingBody::finish(body, Some(trailers)).unwrap();
             }
             "/env-count" => respond(out, 200, &std::env::vars().count().to_string()),
@@ -56,7 +64,9 @@ impl Guest for Probe {
             }
             "/busy" => {
                 // Burn CPU for `ms` milliseconds, then answer.
-                let ms = param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
+                let ms = param(query, "ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1000);
                 let until = Instant::now() + Duration::from_millis(ms);
                 let mut n = 0u64;
                 while Instant::now() < until {
@@ -104,11 +114,14 @@ fn param(query: &str, name: &str) -> Option<String> {
 
 fn header(request: &IncomingRequest, name: &str) -> Option<String> {
     let values = request.headers().get(name);
-    values.first().map(|v| String::from_utf8_lossy(v).into_owned())
+    values
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 fn respond(out: ResponseOutparam, status: u16, body: &str) {
-    let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())]).unwrap();
+    let headers =
+        Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())]).unwrap();
     let response = OutgoingResponse::new(headers);
     response.set_status_code(status).unwrap();
     let outgoing = response.body().unwrap();
@@ -173,7 +186,11 @@ fn fetch(url: String, out: ResponseOutparam) {
             while let Ok(chunk) = stream.blocking_read(64 * 1024) {
                 bytes.extend_from_slice(&chunk);
             }
-            respond(out, 200, &format!("upstream {status}: {}", String::from_utf8_lossy(&bytes)));
+            respond(
+                out,
+                200,
+                &format!("upstream {status}: {}", String::from_utf8_lossy(&bytes)),
+            );
         }
         Some(Ok(Err(code))) => denied_or_failed(out, code),
         _ => respond(out, 502, "no upstream response"),

@@ -1,0 +1,182 @@
+//! Bodies: the incoming request body, read as it arrives, and the response
+//! body, given whole or written as a stream.
+
+use std::io;
+
+use wasip2::http::types::{IncomingBody, OutgoingBody};
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::error::{Error, Result};
+
+/// Bytes read from the network at most per chunk.
+const CHUNK: u64 = 64 * 1024;
+
+/// Bytes written to the network at most per call.
+const WRITE: usize = 4096;
+
+/// An incoming body (of a request, or of a response to [`crate::fetch`]).
+/// Read it in chunks as it arrives, or all at once.
+#[derive(Default)]
+pub struct Body {
+    // Field order matters: the stream must drop before its body.
+    stream: Option<InputStream>,
+    body: Option<IncomingBody>,
+}
+
+impl Body {
+    /// A body with no bytes.
+    pub fn empty() -> Body {
+        Body::default()
+    }
+
+    pub(crate) fn from_incoming(body: IncomingBody) -> Body {
+        let stream = body.stream().ok();
+        Body {
+            stream,
+            body: Some(body),
+        }
+    }
+
+    /// The next chunk of the body, or `None` at its end. Blocks until bytes
+    /// arrive.
+    pub fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        loop {
+            match stream.blocking_read(CHUNK) {
+                Ok(bytes) if bytes.is_empty() => continue,
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(StreamError::Closed) => {
+                    self.stream = None;
+                    self.body = None;
+                    return Ok(None);
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(Error::bad_request(format!(
+                        "reading the body failed: {}",
+                        e.to_debug_string()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// [`Body::chunk`] for async handlers.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        self.chunk()
+    }
+
+    /// The whole body.
+    pub fn bytes(mut self) -> Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.chunk()? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
+    /// The whole body as UTF-8 text (400 if it is not).
+    pub fn text(self) -> Result<String> {
+        Ok(String::from_utf8(self.bytes()?)?)
+    }
+
+    /// The whole body parsed as JSON (400 if it does not parse).
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        Ok(serde_json::from_slice(&self.bytes()?)?)
+    }
+}
+
+/// Writes a response body as it is produced; also [`std::io::Write`].
+pub struct BodyWriter {
+    stream: OutputStream,
+}
+
+impl BodyWriter {
+    pub(crate) fn from_stream(stream: OutputStream) -> BodyWriter {
+        BodyWriter { stream }
+    }
+
+    /// Sends `bytes`, blocking while the client is slower than the guest.
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(WRITE);
+            self.stream
+                .blocking_write_and_flush(&bytes[..n])
+                .map_err(|_| Error::internal("the client went away"))?;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+impl io::Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        BodyWriter::write(self, buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.message().to_string()))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes a streamed response body; see [`crate::stream`].
+pub type Producer = Box<dyn FnOnce(&mut BodyWriter) -> Result<()>>;
+
+/// The body of a [`crate::Response`].
+#[derive(Default)]
+pub enum ResponseBody {
+    /// No bytes.
+    #[default]
+    Empty,
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Written by this function after the status and headers are sent.
+    Stream(Producer),
+}
+
+impl ResponseBody {
+    /// Writes the body into `body` and finishes it.
+    pub(crate) fn send(self, body: OutgoingBody) -> Result<()> {
+        let stream = body
+            .write()
+            .map_err(|_| Error::internal("the response body was already taken"))?;
+        let mut writer = BodyWriter { stream };
+        let result = match self {
+            ResponseBody::Empty => Ok(()),
+            ResponseBody::Bytes(bytes) => writer.write(&bytes),
+            ResponseBody::Stream(produce) => produce(&mut writer),
+        };
+        drop(writer);
+        OutgoingBody::finish(body, None)
+            .map_err(|_| Error::internal("finishing the response body failed"))?;
+        result
+    }
+}
+
+impl From<Vec<u8>> for ResponseBody {
+    fn from(bytes: Vec<u8>) -> Self {
+        ResponseBody::Bytes(bytes)
+    }
+}
+
+impl From<String> for ResponseBody {
+    fn from(text: String) -> Self {
+        ResponseBody::Bytes(text.into_bytes())
+    }
+}
+
+impl From<&'static str> for ResponseBody {
+    fn from(text: &'static str) -> Self {
+        ResponseBody::Bytes(text.as_bytes().to_vec())
+    }
+}
+
+impl From<()> for ResponseBody {
+    fn from(_: ()) -> Self {
+        ResponseBody::Empty
+    }
+}

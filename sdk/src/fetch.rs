@@ -1,0 +1,142 @@
+//! Outbound HTTP through `wasi:http/outgoing-handler`: the host decides
+//! where a component may go (`shoal run --allow-outbound HOST`).
+
+use std::fmt;
+
+use http::StatusCode;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+
+use crate::body::{Body, BodyWriter};
+use crate::error::Error;
+
+/// Why an outbound request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The host's policy does not allow this destination.
+    Denied {
+        /// The `host:port` asked for.
+        authority: String,
+    },
+    /// The request could not be built (bad URI, header or method).
+    Invalid(String),
+    /// The request was sent but failed (connection refused, DNS, timeout, ...).
+    Failed(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Denied { authority } => write!(
+                f,
+                "outbound request to {authority} denied by the host; grant it with `--allow-outbound {authority}`"
+            ),
+            FetchError::Invalid(why) => write!(f, "invalid outbound request: {why}"),
+            FetchError::Failed(why) => write!(f, "outbound request failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+impl From<FetchError> for Error {
+    fn from(error: FetchError) -> Error {
+        let status = match error {
+            FetchError::Denied { .. } => StatusCode::FORBIDDEN,
+            FetchError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            FetchError::Failed(_) => StatusCode::BAD_GATEWAY,
+        };
+        Error::new(status, error.to_string())
+    }
+}
+
+/// Sends `request` (its URI absolute, e.g. `http://api.example.com/x`) and
+/// returns the response, whose body streams in as it is read.
+pub fn fetch(request: http::Request<impl AsRef<[u8]>>) -> Result<http::Response<Body>, FetchError> {
+    let (parts, body) = request.into_parts();
+    let uri = &parts.uri;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| FetchError::Invalid(format!("`{uri}` has no host; use an absolute URI")))?
+        .to_string();
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect();
+    let fields =
+        Fields::from_list(&headers).map_err(|e| FetchError::Invalid(format!("header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(fields);
+    let invalid = |what: &str| FetchError::Invalid(what.to_string());
+    outgoing
+        .set_method(&method(&parts.method))
+        .map_err(|_| invalid("method"))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") | None => Scheme::Http,
+        Some(other) => Scheme::Other(other.to_string()),
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|_| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(&authority))
+        .map_err(|_| invalid("authority"))?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|_| invalid("path"))?;
+    let outgoing_body = outgoing.body().map_err(|_| invalid("body"))?;
+
+    let pending =
+        outgoing_handler::handle(outgoing, None).map_err(|code| failure(code, &authority))?;
+    let bytes = body.as_ref();
+    if !bytes.is_empty() {
+        let stream = outgoing_body.write().map_err(|_| invalid("body stream"))?;
+        let mut writer = BodyWriter::from_stream(stream);
+        writer
+            .write(bytes)
+            .map_err(|e| FetchError::Failed(e.message().to_string()))?;
+    }
+    OutgoingBody::finish(outgoing_body, None).map_err(|code| failure(code, &authority))?;
+
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(failure(code, &authority)),
+        _ => return Err(FetchError::Failed("no response".into())),
+    };
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let body = response
+        .consume()
+        .map(Body::from_incoming)
+        .map_err(|_| FetchError::Failed("the response body was already taken".into()))?;
+    builder
+        .body(body)
+        .map_err(|e| FetchError::Failed(e.to_string()))
+}
+
+fn method(method: &http::Method) -> Method {
+    match *method {
+        http::Method::GET => Method::Get,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::DELETE => Method::Delete,
+        http::Method::PATCH => Method::Patch,
+        http::Method::HEAD => Method::Head,
+        http::Method::OPTIONS => Method::Options,
+        _ => Method::Other(method.as_str().to_string()),
+    }
+}
+
+fn failure(code: ErrorCode, authority: &str) -> FetchError {
+    match code {
+        ErrorCode::HttpRequestDenied => FetchError::Denied {
+            authority: authority.to_string(),
+        },
+        other => FetchError::Failed(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,59 @@
+//! The Shoal guest SDK: write an HTTP component as an ordinary function.
+//!
+//! ```ignore
+//! use shoal_sdk::{Request, Response, Result};
+//!
+//! #[shoal_sdk::http]
+//! fn handle(req: Request) -> Result<Response> {
+//!     Ok(shoal_sdk::text(format!("hello from {}", req.uri().path())))
+//! }
+//! ```
+//!
+//! Requests and responses are [`http`] crate types. The SDK is built only
+//! on the standard `wasi:http` interfaces (through the `wasip2` crate), so
+//! a component made with it runs on Shoal and on any other `wasi:http` host
+//! (`wasmtime serve`, Spin) unchanged. Build with
+//! `cargo build --target wasm32-wasip2 --release`.
+#![deny(missing_docs)]
+
+mod body;
+mod error;
+mod fetch;
+mod query;
+mod response;
+mod router;
+mod serve;
+
+/// The [`http`](https://docs.rs/http) crate the request and response types come from.
+pub use ::http as http_types;
+pub use ::http::{HeaderValue, Method, StatusCode, header};
+pub use body::{Body, BodyWriter, Producer, ResponseBody};
+pub use error::{Error, Result};
+pub use fetch::{FetchError, fetch};
+pub use query::{Params, RequestExt};
+#[cfg(feature = "json")]
+pub use response::json;
+pub use response::{IntoResponse, empty, stream, text};
+pub use router::Router;
+pub use shoal_sdk_macro::http;
+
+/// An incoming request: an [`http::Request`] whose body streams from the client.
+pub type Request = http::Request<Body>;
+
+/// A response: an [`http::Response`] whose body is bytes or a stream.
+pub type Response = http::Response<ResponseBody>;
+
+/// The value of environment variable `key`, as granted by the host
+/// (`shoal run --env KEY=VALUE`); a component sees nothing else.
+pub fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::response::IntoResponse;
+    pub use crate::serve::{block_on, into_response, serve};
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+}

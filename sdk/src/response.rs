@@ -1,0 +1,120 @@
+//! Building responses, and what a handler may return.
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::Response;
+use crate::body::{BodyWriter, ResponseBody};
+use crate::error::{Error, Result};
+
+/// 200 with a plain-text body.
+pub fn text(body: impl Into<String>) -> Response {
+    with_type(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        ResponseBody::from(body.into()),
+    )
+}
+
+/// 200 with `value` as a JSON body.
+#[cfg(feature = "json")]
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
+    Ok(with_type(
+        StatusCode::OK,
+        "application/json",
+        ResponseBody::Bytes(bytes),
+    ))
+}
+
+/// A response with `status` and no body.
+pub fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(ResponseBody::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+/// 200 with a body that `produce` writes after the head is sent, so a large
+/// body never has to be held in memory.
+pub fn stream(
+    content_type: &'static str,
+    produce: impl FnOnce(&mut BodyWriter) -> Result<()> + 'static,
+) -> Response {
+    with_type(
+        StatusCode::OK,
+        content_type,
+        ResponseBody::Stream(Box::new(produce)),
+    )
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: ResponseBody) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// What a handler may return.
+pub trait IntoResponse {
+    /// The response to send.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = text(format!("{}\n", self.message()));
+        *response.status_mut() = self.status();
+        response
+    }
+}
+
+impl<R: IntoResponse, E: Into<Error>> IntoResponse for std::result::Result<R, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(response) => response.into_response(),
+            Err(error) => error.into().into_response(),
+        }
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        text(self)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        text(self)
+    }
+}
+
+impl IntoResponse for StatusCode {
+    fn into_response(self) -> Response {
+        empty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_plain_responses_with_their_status() {
+        let response = Err::<Response, _>(Error::bad_request("no name")).into_response();
+        assert_eq!(response.status(), 400);
+        match response.body() {
+            ResponseBody::Bytes(bytes) => assert_eq!(bytes, b"no name\n"),
+            _ => panic!("expected bytes"),
+        }
+        assert_eq!(StatusCode::NO_CONTENT.into_response().status(), 204);
+    }
+}

@@ -1,0 +1,120 @@
+//! The SDK examples, served by the real `shoal` binary — and by `wasmtime
+//! serve` where it is installed, to prove them portable.
+
+use shoal_test_support::{Shoal, echo_duplex, examples, get, post, upstream};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// Every server the example should behave the same on.
+fn servers(component: &str, args: &[&str]) -> Vec<Shoal> {
+    let mut servers = vec![Shoal::run(SHOAL, component, args)];
+    if args.is_empty() {
+        servers.extend(Shoal::wasmtime_serve(component));
+    }
+    servers
+}
+
+#[test]
+fn hello_is_small_and_greets() {
+    let size = std::fs::metadata(examples::HELLO).unwrap().len();
+    eprintln!("examples/hello: {size} bytes");
+    assert!(
+        size <= 150_000,
+        "hello is {size} bytes; the budget is 150 KB"
+    );
+    for server in servers(examples::HELLO, &[]) {
+        let reply = server.get("/hi?x=1");
+        assert_eq!(reply.body, "Hello from Shoal! You asked for /hi?x=1\n");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+}
+
+#[test]
+fn json_api_answers_json_and_refuses_bad_input_with_400() {
+    for server in servers(examples::JSON_API, &[]) {
+        let reply = post(&server.url("/greet"), br#"{"name": "Ann", "times": 2}"#);
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, r#"{"greeting":"Hello, Ann! Hello, Ann!"}"#)
+        );
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let reply = post(&server.url("/greet"), br#"{"nam": 1}"#);
+        assert_eq!(reply.status, 400);
+        assert!(
+            reply.body.contains("missing field `name`"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(post(&server.url("/greet"), b"not json").status, 400);
+        assert_eq!(post(&server.url("/greet"), br#"{"name": " "}"#).status, 400);
+        assert_eq!(get(&server.url("/greet")).status, 404);
+    }
+}
+
+#[test]
+fn router_matches_params_and_answers_404_and_405() {
+    for server in servers(examples::ROUTER, &[]) {
+        assert_eq!(server.get("/users/7").body, "user 7\n");
+        assert_eq!(server.get("/users/seven").status, 400);
+        assert_eq!(
+            server.get("/search?q=a+b%21").body,
+            "searching for \"a b!\"\n"
+        );
+        let created = post(&server.url("/users"), b"bob");
+        assert_eq!(
+            (created.status, created.body.as_str()),
+            (201, "created bob\n")
+        );
+        assert_eq!(server.get("/files/a/b.txt").body, "file a/b.txt\n");
+        assert_eq!(server.get("/nope").status, 404);
+        let refused = shoal_test_support::agent()
+            .delete(&server.url("/users"))
+            .call()
+            .unwrap();
+        assert_eq!(refused.status(), 405);
+        assert_eq!(refused.headers()["allow"], "POST");
+    }
+}
+
+#[test]
+fn fetch_goes_out_only_where_the_host_allows() {
+    let up = upstream("pong");
+    let env = format!("UPSTREAM=http://{up}/ping");
+    let denied = Shoal::run(SHOAL, examples::FETCH, &["--env", &env]);
+    let reply = denied.get("/");
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.body.contains(&format!("--allow-outbound {up}")),
+        "{}",
+        reply.body
+    );
+
+    let allowed = Shoal::run(
+        SHOAL,
+        examples::FETCH,
+        &["--env", &env, "--allow-outbound", &up.to_string()],
+    );
+    let reply = allowed.get("/");
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "upstream answered 200 OK: pong")
+    );
+}
+
+#[test]
+fn stream_moves_large_bodies_both_ways() {
+    for server in servers(examples::STREAM, &[]) {
+        assert_eq!(echo_duplex(server.addr, "/echo", 10 << 20), (200, true));
+        let reply = shoal_test_support::agent()
+            .get(&server.url("/bytes?n=3000000"))
+            .call()
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let mut reader = reply.into_body().into_reader();
+        let length = std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(length, 3_000_000);
+    }
+}
