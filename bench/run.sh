@@ -28,13 +28,12 @@ fi
 cargo build --release -q -p shoal-host -p hyper-hello
 SDK_COMPONENT=""
 if [ -z "${COMPONENT:-}" ]; then
+  # `hello` on raw bindings, and `sdk-hello`: the same response written
+  # with shoal-sdk, to measure what the SDK costs per request.
   cargo build --release -q --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml \
-    -p hello --target-dir "$CARGO_TARGET_DIR/guests"
+    -p hello -p sdk-hello --target-dir "$CARGO_TARGET_DIR/guests"
   COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/hello.wasm"
-  # The same hello written with the SDK, to measure what the SDK costs.
-  cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml \
-    -p hello --target-dir "$CARGO_TARGET_DIR/examples"
-  SDK_COMPONENT="$CARGO_TARGET_DIR/examples/wasm32-wasip2/release/hello.wasm"
+  SDK_COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/sdk_hello.wasm"
 fi
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"

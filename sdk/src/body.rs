@@ -3,7 +3,7 @@
 
 use std::io;
 
-use wasip2::http::types::{IncomingBody, OutgoingBody};
+use wasip2::http::types::{IncomingBody, IncomingRequest, IncomingResponse, OutgoingBody};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::error::{Error, Result};
@@ -18,9 +18,18 @@ const WRITE: usize = 4096;
 /// Read it in chunks as it arrives, or all at once.
 #[derive(Default)]
 pub struct Body {
-    // Field order matters: the stream must drop before its body.
+    // Field order matters: the stream must drop before its body, and the
+    // body before the message it came from.
     stream: Option<InputStream>,
     body: Option<IncomingBody>,
+    /// Not read yet: a handler that never reads the body never pays for
+    /// opening it.
+    unopened: Option<Unopened>,
+}
+
+enum Unopened {
+    Request(IncomingRequest),
+    Response(IncomingResponse),
 }
 
 impl Body {
@@ -29,17 +38,36 @@ impl Body {
         Body::default()
     }
 
-    pub(crate) fn from_incoming(body: IncomingBody) -> Body {
-        let stream = body.stream().ok();
+    pub(crate) fn of_request(request: IncomingRequest) -> Body {
         Body {
-            stream,
-            body: Some(body),
+            unopened: Some(Unopened::Request(request)),
+            ..Body::default()
+        }
+    }
+
+    pub(crate) fn of_response(response: IncomingResponse) -> Body {
+        Body {
+            unopened: Some(Unopened::Response(response)),
+            ..Body::default()
+        }
+    }
+
+    fn open(&mut self) {
+        let body = match self.unopened.take() {
+            Some(Unopened::Request(request)) => request.consume().ok(),
+            Some(Unopened::Response(response)) => response.consume().ok(),
+            None => return,
+        };
+        if let Some(body) = body {
+            self.stream = body.stream().ok();
+            self.body = Some(body);
         }
     }
 
     /// The next chunk of the body, or `None` at its end. Blocks until bytes
     /// arrive.
     pub fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        self.open();
         let Some(stream) = &self.stream else {
             return Ok(None);
         };

@@ -110,12 +110,8 @@ pub fn fetch(request: http::Request<impl AsRef<[u8]>>) -> Result<http::Response<
     for (name, value) in response.headers().entries() {
         builder = builder.header(name, value);
     }
-    let body = response
-        .consume()
-        .map(Body::from_incoming)
-        .map_err(|_| FetchError::Failed("the response body was already taken".into()))?;
     builder
-        .body(body)
+        .body(Body::of_response(response))
         .map_err(|e| FetchError::Failed(e.to_string()))
 }
 

@@ -92,22 +92,25 @@ fn to_request(incoming: IncomingRequest) -> Result<Request, Error> {
     if let Some(authority) = incoming.authority() {
         uri = uri.authority(authority);
     }
-    let mut builder = http::Request::builder()
+    let builder = http::Request::builder()
         .method(method(incoming.method()))
         .uri(
             uri.build()
                 .map_err(|e| Error::bad_request(format!("invalid request target: {e}")))?,
         );
+    let mut request = builder
+        .body(())
+        .map_err(|e| Error::bad_request(format!("invalid request: {e}")))?;
+    let headers = request.headers_mut();
     for (name, value) in incoming.headers().entries() {
-        builder = builder.header(name, value);
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            headers.append(name, value);
+        }
     }
-    let body = incoming
-        .consume()
-        .map(Body::from_incoming)
-        .unwrap_or_default();
-    builder
-        .body(body)
-        .map_err(|e| Error::bad_request(format!("invalid request: {e}")))
+    Ok(request.map(|()| Body::of_request(incoming)))
 }
 
 fn method(method: Method) -> http::Method {
