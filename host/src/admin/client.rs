@@ -62,10 +62,16 @@ impl AdminClient {
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let mut response = result.map_err(|e| {
-            anyhow!(
-                "no Shoal host answers at {} ({e}); start one with `shoal host`, or point `--admin` / `SHOAL_ADMIN` at one",
-                self.base
-            )
+            let unreachable = matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
+                || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+            if unreachable {
+                anyhow!(
+                    "no Shoal host answers at {} ({e}); start one with `shoal host`, or point `--admin` / `SHOAL_ADMIN` at one",
+                    self.base
+                )
+            } else {
+                anyhow!("talking to the host at {} failed: {e}", self.base)
+            }
         })?;
         if response.status().is_success() {
             return Ok(response);

@@ -152,6 +152,7 @@ struct Health {
     apps: usize,
     ingress: String,
     data_dir: String,
+    max_upload: u64,
 }
 
 fn health(node: &Node, ingress: SocketAddr) -> Health {
@@ -162,6 +163,7 @@ fn health(node: &Node, ingress: SocketAddr) -> Health {
         apps: node.apps.list().len(),
         ingress: format!("http://{ingress}"),
         data_dir: node.config.data_dir.display().to_string(),
+        max_upload: node.config.max_upload,
     }
 }
 

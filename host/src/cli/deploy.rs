@@ -57,6 +57,13 @@ impl Deploy {
             _ => anyhow::bail!("give a component and `--name`, or `-f shoal.toml`"),
         };
         let client = self.admin.client();
+        // Refuse an oversized upload before sending it: the host would cut
+        // the connection mid-way.
+        let max_upload = client
+            .health()?
+            .get("max_upload")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(u64::MAX);
         for (path, mut spec) in deployments {
             let bytes = std::fs::read(&path).with_context(|| {
                 format!(
@@ -70,6 +77,11 @@ impl Deploy {
             spec.validate(u64::MAX)
                 .map_err(|e| anyhow::anyhow!("cannot deploy `{}`: {e}", spec.name))?;
             if !client.has_component(&spec.component)? {
+                anyhow::ensure!(
+                    bytes.len() as u64 <= max_upload,
+                    "cannot upload `{}`: the upload is over the limit of {max_upload} bytes; start the host with a larger `--max-upload`",
+                    path.display()
+                );
                 let uploaded = client
                     .upload(&bytes)
                     .with_context(|| format!("cannot upload `{}`", path.display()))?;
