@@ -58,6 +58,11 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 32;
 
+/// Memory slots reserved per instance slot: most components have one
+/// memory, a few (adapters, JS/Python runtimes) two. Every memory slot
+/// reserves `max_memory_per_instance` of address space.
+const MEMORIES_PER_INSTANCE_ON_AVERAGE: u32 = 2;
+
 /// Bytes of a memory or table slot kept resident between uses.
 const KEEP_RESIDENT: usize = 1 << 20;
 
@@ -103,7 +108,7 @@ fn engine_config(rc: &RuntimeConfig) -> Config {
                 .saturating_mul(CORE_INSTANCES_PER_COMPONENT)
                 .min(100_000),
         )
-        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_INSTANCE_ON_AVERAGE))
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT).min(100_000))
         .total_stacks(instances)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
