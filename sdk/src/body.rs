@@ -7,6 +7,7 @@ use wasip2::http::types::{IncomingBody, IncomingRequest, IncomingResponse, Outgo
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::error::{Error, Result};
+use crate::executor::Wait;
 
 /// Bytes read from the network at most per chunk.
 const CHUNK: u64 = 64 * 1024;
@@ -25,6 +26,10 @@ pub struct Body {
     /// Not read yet: a handler that never reads the body never pays for
     /// opening it.
     unopened: Option<Unopened>,
+    /// What [`io::Read`] took from the stream and has not handed out yet.
+    leftover: Vec<u8>,
+    /// How much of `leftover` is handed out.
+    taken: usize,
 }
 
 enum Unopened {
@@ -64,35 +69,71 @@ impl Body {
         }
     }
 
+    /// What [`io::Read`] buffered and has not handed out, if anything.
+    fn take_leftover(&mut self) -> Option<Vec<u8>> {
+        if self.taken >= self.leftover.len() {
+            return None;
+        }
+        let rest = self.leftover.split_off(self.taken);
+        self.leftover.clear();
+        self.taken = 0;
+        Some(rest)
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+        self.body = None;
+    }
+
     /// The next chunk of the body, or `None` at its end. Blocks until bytes
     /// arrive.
     pub fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if let Some(rest) = self.take_leftover() {
+            return Ok(Some(rest));
+        }
         self.open();
-        let Some(stream) = &self.stream else {
-            return Ok(None);
-        };
         loop {
+            let Some(stream) = &self.stream else {
+                return Ok(None);
+            };
             match stream.blocking_read(CHUNK) {
                 Ok(bytes) if bytes.is_empty() => continue,
                 Ok(bytes) => return Ok(Some(bytes)),
-                Err(StreamError::Closed) => {
-                    self.stream = None;
-                    self.body = None;
-                    return Ok(None);
-                }
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Error::bad_request(format!(
-                        "reading the body failed: {}",
-                        e.to_debug_string()
-                    )));
-                }
+                Err(error) => return self.end(error),
             }
         }
     }
 
-    /// [`Body::chunk`] for async handlers.
+    /// The next chunk of the body, or `None` at its end: [`Body::chunk`]
+    /// for `async` handlers, which lets their other futures (say, an
+    /// outbound request) progress while it waits.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        self.chunk()
+        if let Some(rest) = self.take_leftover() {
+            return Ok(Some(rest));
+        }
+        self.open();
+        loop {
+            let Some(stream) = &self.stream else {
+                return Ok(None);
+            };
+            match stream.read(CHUNK) {
+                Ok(bytes) if bytes.is_empty() => Wait::new(stream.subscribe()).await,
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(error) => return self.end(error),
+            }
+        }
+    }
+
+    /// The stream ended, cleanly or not.
+    fn end(&mut self, error: StreamError) -> Result<Option<Vec<u8>>> {
+        self.close();
+        match error {
+            StreamError::Closed => Ok(None),
+            StreamError::LastOperationFailed(e) => Err(Error::bad_request(format!(
+                "reading the body failed: {}",
+                e.to_debug_string()
+            ))),
+        }
     }
 
     /// The whole body.
@@ -113,6 +154,27 @@ impl Body {
     #[cfg(feature = "json")]
     pub fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
         Ok(serde_json::from_slice(&self.bytes()?)?)
+    }
+}
+
+/// Reads the body as it arrives (e.g. `std::io::copy(&mut body, out)`).
+impl io::Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.taken >= self.leftover.len() {
+            match self.chunk() {
+                Ok(Some(chunk)) => {
+                    self.leftover = chunk;
+                    self.taken = 0;
+                }
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(io::Error::other(e.message().to_string())),
+            }
+        }
+        let rest = &self.leftover[self.taken..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.taken += n;
+        Ok(n)
     }
 }
 

@@ -4,7 +4,23 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::fetch::FetchError;
+
 /// A handler error: a status and a short message sent as a plain-text body.
+///
+/// Every error type converts into it with `?`, and picks its status on the
+/// way:
+///
+/// | error | status |
+/// |---|---|
+/// | `serde_json::Error` (bad or incomplete JSON) | 400, with serde's reason |
+/// | [`std::string::FromUtf8Error`], [`std::str::Utf8Error`] | 400 |
+/// | [`FetchError::Denied`] | 403, naming the host flag that would allow it |
+/// | [`FetchError::Failed`] | 502 |
+/// | anything else | 500 `internal server error`; the cause goes to the component's log (stderr) |
+///
+/// Like `anyhow::Error`, it does not implement [`std::error::Error`]
+/// itself: that is what lets any error convert into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     status: StatusCode,
@@ -23,19 +39,24 @@ impl Error {
         }
     }
 
-    /// 400 Bad Request.
+    /// 400 Bad Request, saying what is wrong with the request.
     pub fn bad_request(message: impl Into<String>) -> Error {
         Error::new(StatusCode::BAD_REQUEST, message)
     }
 
-    /// 404 Not Found.
-    pub fn not_found(message: impl Into<String>) -> Error {
-        Error::new(StatusCode::NOT_FOUND, message)
+    /// 404 Not Found (`not found`; change it with [`Error::with_message`]).
+    pub fn not_found() -> Error {
+        Error::new(StatusCode::NOT_FOUND, "not found")
     }
 
     /// 500 Internal Server Error.
     pub fn internal(message: impl Into<String>) -> Error {
         Error::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The same status with another message.
+    pub fn with_message(self, message: impl Into<String>) -> Error {
+        Error::new(self.status, message)
     }
 
     /// The status the client gets.
@@ -55,45 +76,106 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-impl From<http::Error> for Error {
-    fn from(error: http::Error) -> Error {
-        Error::internal(format!("invalid response: {error}"))
+impl<E: std::error::Error + 'static> From<E> for Error {
+    fn from(error: E) -> Error {
+        classify(&error)
     }
 }
 
-impl From<std::io::Error> for Error {
-    fn from(error: std::io::Error) -> Error {
-        Error::internal(format!("i/o error: {error}"))
+/// The status (and message) an error answers with; see [`Error`].
+fn classify(error: &(dyn std::error::Error + 'static)) -> Error {
+    if let Some(fetch) = error.downcast_ref::<FetchError>() {
+        let status = match fetch {
+            FetchError::Denied { .. } => StatusCode::FORBIDDEN,
+            FetchError::Failed(_) => StatusCode::BAD_GATEWAY,
+            FetchError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        return Error::new(status, fetch.to_string());
     }
-}
-
-impl From<std::string::FromUtf8Error> for Error {
-    fn from(_: std::string::FromUtf8Error) -> Error {
-        Error::bad_request("the body is not valid UTF-8")
+    #[cfg(feature = "json")]
+    if let Some(json) = error.downcast_ref::<serde_json::Error>() {
+        return Error::bad_request(format!("invalid JSON: {json}"));
     }
-}
-
-#[cfg(feature = "json")]
-impl From<serde_json::Error> for Error {
-    fn from(error: serde_json::Error) -> Error {
-        Error::bad_request(format!("invalid JSON: {error}"))
+    if error.is::<std::string::FromUtf8Error>() || error.is::<std::str::Utf8Error>() {
+        return Error::bad_request("the body is not valid UTF-8");
     }
+    eprintln!("shoal-sdk: answering 500 because of: {error}");
+    Error::internal("internal server error")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn status_of(result: Result<()>) -> u16 {
+        result.unwrap_err().status().as_u16()
+    }
+
     #[test]
     fn errors_carry_their_status() {
         assert_eq!(Error::bad_request("x").status(), 400);
-        assert_eq!(Error::not_found("x").status(), 404);
-        assert_eq!(Error::from(std::io::Error::other("disk")).status(), 500);
+        assert_eq!(Error::not_found().status(), 404);
+        assert_eq!(Error::not_found().message(), "not found");
+        assert_eq!(
+            Error::not_found().with_message("no such user").status(),
+            404
+        );
         assert_eq!(
             Error::new(StatusCode::IM_A_TEAPOT, "tea").to_string(),
             "418 tea"
+        );
+    }
+
+    #[test]
+    fn any_error_converts_with_the_right_status() {
+        // Anything unknown is a 500 that does not leak the cause.
+        let io = Error::from(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            (io.status().as_u16(), io.message()),
+            (500, "internal server error")
+        );
+        assert_eq!(
+            status_of("x".parse::<u32>().map(drop).map_err(Into::into)),
+            500
+        );
+        assert_eq!(
+            status_of(String::from_utf8(vec![0xff]).map(drop).map_err(Into::into)),
+            400
+        );
+        let denied = Error::from(FetchError::Denied {
+            authority: "api.example.com:443".into(),
+        });
+        assert_eq!(denied.status(), 403);
+        assert!(
+            denied
+                .message()
+                .contains("--allow-outbound api.example.com:443")
+        );
+        assert_eq!(
+            Error::from(FetchError::Failed("refused".into())).status(),
+            502
+        );
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn bad_json_is_a_400_that_says_why() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Named {
+            name: String,
+        }
+        let parsed: Result<Named> = serde_json::from_str("{}").map_err(Into::into);
+        let error = parsed.unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(error.message().contains("missing field `name`"), "{error}");
+        assert_eq!(
+            status_of(
+                serde_json::from_str::<Named>("nope")
+                    .map(drop)
+                    .map_err(Into::into)
+            ),
+            400
         );
     }
 }

@@ -3,12 +3,13 @@
 
 use std::fmt;
 
-use http::StatusCode;
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
 
 use crate::body::{Body, BodyWriter};
-use crate::error::Error;
+use crate::executor::Wait;
 
 /// Why an outbound request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,20 +40,33 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-impl From<FetchError> for Error {
-    fn from(error: FetchError) -> Error {
-        let status = match error {
-            FetchError::Denied { .. } => StatusCode::FORBIDDEN,
-            FetchError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            FetchError::Failed(_) => StatusCode::BAD_GATEWAY,
-        };
-        Error::new(status, error.to_string())
-    }
+/// Sends `request` (its URI absolute, e.g. `http://api.example.com/x`)
+/// through `wasi:http/outgoing-handler` and waits for the response head;
+/// the response body streams in as it is read.
+///
+/// The host decides where a component may go: a destination it does not
+/// allow is a [`FetchError::Denied`], which `?` in a handler turns into a
+/// 403 that names the flag to add.
+pub fn fetch(request: http::Request<impl AsRef<[u8]>>) -> Result<http::Response<Body>, FetchError> {
+    let (pending, authority) = send(request)?;
+    pending.subscribe().block();
+    receive(pending, &authority)
 }
 
-/// Sends `request` (its URI absolute, e.g. `http://api.example.com/x`) and
-/// returns the response, whose body streams in as it is read.
-pub fn fetch(request: http::Request<impl AsRef<[u8]>>) -> Result<http::Response<Body>, FetchError> {
+/// [`fetch`] for `async` handlers: while it waits for the response, the
+/// handler's other futures (more requests, say) make progress.
+pub async fn fetch_async(
+    request: http::Request<impl AsRef<[u8]>>,
+) -> Result<http::Response<Body>, FetchError> {
+    let (pending, authority) = send(request)?;
+    Wait::new(pending.subscribe()).await;
+    receive(pending, &authority)
+}
+
+/// Hands `request` to the host and sends its body.
+fn send(
+    request: http::Request<impl AsRef<[u8]>>,
+) -> Result<(FutureIncomingResponse, String), FetchError> {
     let (parts, body) = request.into_parts();
     let uri = &parts.uri;
     let authority = uri
@@ -99,11 +113,17 @@ pub fn fetch(request: http::Request<impl AsRef<[u8]>>) -> Result<http::Response<
             .map_err(|e| FetchError::Failed(e.message().to_string()))?;
     }
     OutgoingBody::finish(outgoing_body, None).map_err(|code| failure(code, &authority))?;
+    Ok((pending, authority))
+}
 
-    pending.subscribe().block();
+/// The response head, once `pending` is ready.
+fn receive(
+    pending: FutureIncomingResponse,
+    authority: &str,
+) -> Result<http::Response<Body>, FetchError> {
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(failure(code, &authority)),
+        Some(Ok(Err(code))) => return Err(failure(code, authority)),
         _ => return Err(FetchError::Failed("no response".into())),
     };
     let mut builder = http::Response::builder().status(response.status());

@@ -1,23 +1,34 @@
 //! The Shoal guest SDK: write an HTTP component as an ordinary function.
 //!
 //! ```ignore
-//! use shoal_sdk::{Request, Response, Result};
+//! use shoal_sdk::{Request, RequestExt, Response, Result};
 //!
 //! #[shoal_sdk::http]
 //! fn handle(req: Request) -> Result<Response> {
-//!     Ok(shoal_sdk::text(format!("hello from {}", req.uri().path())))
+//!     let name = req.query_param("name").unwrap_or_else(|| "world".into());
+//!     Ok(shoal_sdk::text(format!("Hello, {name}!\n")))
 //! }
 //! ```
 //!
-//! Requests and responses are [`http`] crate types. The SDK is built only
-//! on the standard `wasi:http` interfaces (through the `wasip2` crate), so
-//! a component made with it runs on Shoal and on any other `wasi:http` host
-//! (`wasmtime serve`, Spin) unchanged. Build with
-//! `cargo build --target wasm32-wasip2 --release`.
+//! The handler may be `async fn` too; it can then await the SDK's own
+//! futures ([`fetch_async`], [`Body::next_chunk`], [`sleep`]), several at
+//! once with any executor-agnostic combinator (`futures::join!`, ...).
+//!
+//! Requests and responses are [`http`](http_types) crate types:
+//! [`Request`] is `http::Request<Body>`, [`Response`] is
+//! `http::Response<ResponseBody>`. Errors are values: [`Error`] carries
+//! the status it answers with, and `?` converts any error (bad JSON → 400,
+//! a denied outbound request → 403, anything else → 500).
+//!
+//! The SDK is built only on the standard `wasi:http` interfaces (through
+//! the `wasip2` crate), so a component made with it runs on Shoal and on
+//! any other `wasi:http` host (`wasmtime serve -Scli`) unchanged. Build
+//! with `cargo build --target wasm32-wasip2 --release`.
 #![deny(missing_docs)]
 
 mod body;
 mod error;
+mod executor;
 mod fetch;
 mod query;
 mod response;
@@ -29,7 +40,8 @@ pub use ::http as http_types;
 pub use ::http::{HeaderValue, Method, StatusCode, header};
 pub use body::{Body, BodyWriter, Producer, ResponseBody};
 pub use error::{Error, Result};
-pub use fetch::{FetchError, fetch};
+pub use executor::sleep;
+pub use fetch::{FetchError, fetch, fetch_async};
 pub use query::{Params, RequestExt};
 #[cfg(feature = "json")]
 pub use response::json;
@@ -44,7 +56,9 @@ pub type Request = http::Request<Body>;
 pub type Response = http::Response<ResponseBody>;
 
 /// The value of environment variable `key`, as granted by the host
-/// (`shoal run --env KEY=VALUE`); a component sees nothing else.
+/// (`shoal run --env KEY=VALUE`, `shoal deploy --env KEY=VALUE`,
+/// `wasmtime serve -Scli --env KEY=VALUE`); a component sees nothing of
+/// the host's own environment. `None` if it is not set (or not UTF-8).
 pub fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
@@ -52,7 +66,7 @@ pub fn env(key: &str) -> Option<String> {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::response::IntoResponse;
-    pub use crate::serve::{block_on, into_response, serve};
+    pub use crate::serve::{into_response, run_async, serve};
     pub use wasip2;
     pub use wasip2::exports::http::incoming_handler::Guest;
     pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};

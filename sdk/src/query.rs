@@ -18,22 +18,36 @@ impl Params {
 pub trait RequestExt {
     /// The first value of query parameter `name`, percent-decoded.
     fn query_param(&self, name: &str) -> Option<String>;
+    /// Every query parameter in order, percent-decoded (`?a=1&a=2&b` gives
+    /// `a=1`, `a=2`, `b=`).
+    fn query_params(&self) -> Vec<(String, String)>;
     /// Path parameter `:name` of the route that matched (see [`crate::Router`]).
     fn param(&self, name: &str) -> Option<&str>;
 }
 
 impl<B> RequestExt for http::Request<B> {
     fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.uri().query()?;
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key) == name).then(|| decode(value))
-        })
+        pairs(self.uri().query()?)
+            .find_map(|(key, value)| (decode(key) == name).then(|| decode(value)))
+    }
+
+    fn query_params(&self) -> Vec<(String, String)> {
+        pairs(self.uri().query().unwrap_or_default())
+            .map(|(key, value)| (decode(key), decode(value)))
+            .collect()
     }
 
     fn param(&self, name: &str) -> Option<&str> {
         self.extensions().get::<Params>()?.get(name)
     }
+}
+
+/// The raw `key=value` pairs of a query string.
+fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 /// Percent-decoding, with `+` as a space (form encoding).
@@ -75,6 +89,13 @@ mod tests {
         assert_eq!(request.query_param("name").as_deref(), Some("Jürgen S"));
         assert_eq!(request.query_param("flag").as_deref(), Some(""));
         assert_eq!(request.query_param("missing"), None);
+        assert_eq!(
+            request.query_params(),
+            [("a", "1"), ("name", "Jürgen S"), ("flag", "")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let bare = http::Request::get("/x").body(()).unwrap();
+        assert!(bare.query_params().is_empty() && bare.query_param("a").is_none());
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");
     }

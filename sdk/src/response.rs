@@ -103,6 +103,16 @@ impl IntoResponse for StatusCode {
     }
 }
 
+/// `(StatusCode::CREATED, "created")`: the response of `R` with this status.
+impl<R: IntoResponse> IntoResponse for (StatusCode, R) {
+    fn into_response(self) -> Response {
+        let (status, inner) = self;
+        let mut response = inner.into_response();
+        *response.status_mut() = status;
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +126,11 @@ mod tests {
             _ => panic!("expected bytes"),
         }
         assert_eq!(StatusCode::NO_CONTENT.into_response().status(), 204);
+        let created = (StatusCode::CREATED, "made").into_response();
+        assert_eq!(created.status(), 201);
+        assert_eq!(
+            created.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
     }
 }

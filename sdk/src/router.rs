@@ -25,12 +25,25 @@ struct Route {
 
 /// Dispatches requests by method and path.
 ///
-/// ```ignore
-/// let router = Router::new()
-///     .get("/users/:id", |req| format!("user {}", req.param("id").unwrap()))
-///     .post("/users", create_user);
-/// router.handle(req)
 /// ```
+/// use shoal_sdk::{Body, Request, RequestExt, Result, Router, StatusCode};
+///
+/// fn user(req: Request) -> Result<String> {
+///     Ok(format!("user {}\n", req.param("id").unwrap_or_default()))
+/// }
+///
+/// let router = Router::new()
+///     .get("/users/:id", user)
+///     .post("/users", |_req| (StatusCode::CREATED, "created\n"));
+///
+/// let get = |path: &str| shoal_sdk::http_types::Request::get(path).body(Body::empty()).unwrap();
+/// assert_eq!(router.handle(get("/users/7")).status(), 200);
+/// assert_eq!(router.handle(get("/users")).status(), 405); // Allow: POST
+/// assert_eq!(router.handle(get("/nope")).status(), 404);
+/// ```
+///
+/// Route handlers are plain functions; build the router in the handler
+/// (`Router::new()...handle(req)`): it costs a few allocations per request.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
@@ -116,7 +129,9 @@ impl Router {
             let method_ok = route.method == request.method()
                 || (route.method == Method::GET && request.method() == Method::HEAD);
             if !method_ok {
-                allowed.push(&route.method);
+                if !allowed.contains(&&route.method) {
+                    allowed.push(&route.method);
+                }
                 continue;
             }
             request.extensions_mut().insert(Params(params));
@@ -127,7 +142,10 @@ impl Router {
             *response.status_mut() = StatusCode::NOT_FOUND;
             return response;
         }
-        let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        let mut allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        if allow.contains(&"GET") {
+            allow.push("HEAD");
+        }
         let mut response = text(format!("{} is not allowed on {path}\n", request.method()));
         *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
@@ -223,5 +241,8 @@ mod tests {
         let refused = router.handle(request(Method::DELETE, "/users"));
         assert_eq!(refused.status(), 405);
         assert_eq!(refused.headers()[header::ALLOW], "POST");
+        let refused = router.handle(request(Method::PUT, "/users/1"));
+        assert_eq!(refused.status(), 405);
+        assert_eq!(refused.headers()[header::ALLOW], "GET, HEAD");
     }
 }

@@ -1,9 +1,6 @@
 //! The glue the `#[shoal_sdk::http]` macro calls: turn the WASI request
 //! into an [`http::Request`], call the handler, send its response.
 
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use http::{HeaderValue, StatusCode};
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, Scheme,
@@ -11,6 +8,7 @@ use wasip2::http::types::{
 
 use crate::body::Body;
 use crate::error::Error;
+use crate::executor::block_on;
 use crate::response::IntoResponse;
 use crate::{Request, Response};
 
@@ -19,17 +17,20 @@ pub fn into_response<R: IntoResponse>(result: R) -> Response {
     result.into_response()
 }
 
-/// Runs an async handler to completion. The SDK's own I/O completes
-/// synchronously, so a handler's future is always ready when polled; a
-/// future that waits on anything else cannot be driven here.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut context = Context::from_waker(Waker::noop());
-    match future.as_mut().poll(&mut context) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!(
-            "the handler awaited a future the Shoal SDK cannot drive; await only the SDK's own async functions"
-        ),
+/// Runs an async handler's future to completion and converts its output.
+pub fn run_async<F>(future: F) -> Response
+where
+    F: Future,
+    F::Output: IntoResponse,
+{
+    match block_on(future) {
+        Some(output) => output.into_response(),
+        None => {
+            eprintln!(
+                "shoal-sdk: the handler awaited a future that can never complete (only the SDK's own futures can be awaited here)"
+            );
+            Error::internal("the handler got stuck").into_response()
+        }
     }
 }
 

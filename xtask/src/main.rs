@@ -139,9 +139,36 @@ fn test() -> Result<(), String> {
         ]))?;
     }
     runtime_stays_off_the_network()?;
+    ensure_componentize_py();
     // The SDK's pure logic (router, query, errors) is tested on the host.
     run(cargo().args(["test", "--manifest-path", "sdk/Cargo.toml"]))?;
     run(cargo().args(["test", "--workspace"]))
+}
+
+/// The compatibility tests build a Python component with componentize-py,
+/// from PyPI. A failed install is reported; the test then says what is
+/// missing.
+fn ensure_componentize_py() {
+    let found = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let installed = run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "componentize-py==0.25.1",
+    ]));
+    if let Err(error) = installed {
+        eprintln!(
+            "xtask: could not install componentize-py ({error}); the Python compatibility test will fail"
+        );
+    }
 }
 
 /// The runtime never touches the network: no listener, no gossip, no

@@ -23,7 +23,7 @@ struct Greeting {
 #[shoal_sdk::http]
 fn handle(req: Request) -> Result<Response> {
     if req.method() != Method::POST || req.uri().path() != "/greet" {
-        return Err(Error::not_found("POST a JSON body to /greet"));
+        return Err(Error::not_found().with_message("POST a JSON body to /greet"));
     }
     let greet: Greet = req.into_body().json()?;
     if greet.name.trim().is_empty() {

@@ -28,13 +28,7 @@ fn create(req: Request) -> Result<(StatusCode, String)> {
 fn handle(req: Request) -> Response {
     Router::new()
         .get("/users/:id", user)
-        .post("/users", |req| {
-            create(req).map(|(status, body)| {
-                let mut response = shoal_sdk::text(body);
-                *response.status_mut() = status;
-                response
-            })
-        })
+        .post("/users", create)
         .get("/search", search)
         .get("/files/*path", |req: Request| {
             format!("file {}\n", req.param("path").unwrap_or_default())

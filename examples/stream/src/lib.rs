@@ -32,6 +32,6 @@ fn handle(req: Request) -> Result<Response> {
                 Ok(())
             }))
         }
-        _ => Err(Error::not_found("POST /echo or GET /bytes?n=N")),
+        _ => Err(Error::not_found().with_message("POST /echo or GET /bytes?n=N")),
     }
 }
