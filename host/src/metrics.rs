@@ -105,16 +105,14 @@ impl Metrics {
     }
 
     pub(crate) fn request(&self, app: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&AppStatus {
-                app: app.to_string(),
-                status,
-            })
-            .inc();
+        let label = AppStatus {
+            app: app.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&label).inc();
+        let label = AppLabel { app: label.app };
         self.latency
-            .get_or_create(&AppLabel {
-                app: app.to_string(),
-            })
+            .get_or_create(&label)
             .observe(elapsed.as_secs_f64());
     }
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
-use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig, sha256_hex};
+use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 
 use crate::apps::{Apps, Deployed};
@@ -300,11 +300,6 @@ impl Node {
             }
         }
         Ok(restored)
-    }
-
-    /// Sha256 of bytes, as the store names them.
-    pub(crate) fn sha256(bytes: &[u8]) -> String {
-        sha256_hex(bytes)
     }
 }
 

@@ -133,7 +133,7 @@ impl App {
     /// Instances running and requests waiting now.
     pub fn stats(&self) -> AppStats {
         AppStats {
-            active: self.admission.active(self.limits().max_concurrency),
+            active: self.admission.active(),
             queued: self.admission.queued(),
             requests: self
                 .handler

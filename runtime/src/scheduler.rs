@@ -30,6 +30,7 @@ pub(crate) enum Refused {
 /// front of it, then the host-wide semaphore.
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
+    size: usize,
     waiting: AtomicUsize,
     max_queue: usize,
     host: Arc<Semaphore>,
@@ -48,6 +49,7 @@ impl Admission {
     pub(crate) fn new(max_concurrency: usize, max_queue: usize, host: Arc<Semaphore>) -> Self {
         Admission {
             slots: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            size: max_concurrency.max(1),
             waiting: AtomicUsize::new(0),
             max_queue,
             host,
@@ -88,8 +90,8 @@ impl Admission {
     }
 
     /// Instances running now.
-    pub(crate) fn active(&self, max_concurrency: usize) -> usize {
-        max_concurrency.max(1) - self.slots.available_permits()
+    pub(crate) fn active(&self) -> usize {
+        self.size - self.slots.available_permits()
     }
 
     /// Requests waiting now.
@@ -107,7 +109,7 @@ mod tests {
         let host = Arc::new(Semaphore::new(10));
         let admission = Arc::new(Admission::new(1, 1, host));
         let first = admission.admit(Duration::from_secs(1)).await.unwrap();
-        assert_eq!(admission.active(1), 1);
+        assert_eq!(admission.active(), 1);
         let waiter = tokio::spawn({
             let admission = admission.clone();
             async move { admission.admit(Duration::from_secs(5)).await.is_ok() }

@@ -8,7 +8,6 @@ use clap::Args;
 
 use crate::cli::manifest::Manifest;
 use crate::cli::{AdminFlags, AppFlags};
-use crate::node::Node;
 use crate::spec::AppSpec;
 
 /// Deploy a component as an app on a running host.
@@ -71,7 +70,7 @@ impl Deploy {
                     path.display()
                 )
             })?;
-            spec.component = Node::sha256(&bytes);
+            spec.component = shoal_runtime::sha256_hex(&bytes);
             // The host checks again against its own limits; this catches a
             // bad name or route before a large upload.
             spec.validate(u64::MAX)

@@ -203,11 +203,6 @@ impl Shoal {
         }
     }
 
-    /// The process id, e.g. to kill it.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
