@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use shoal_runtime::App;
 
-use crate::ingress::{Resolve, Resolved};
+use crate::ingress::{Resolve, Resolved, Target};
 use crate::routes::RouteTable;
 use crate::spec::AppSpec;
 
@@ -16,13 +16,14 @@ use crate::spec::AppSpec;
 pub(crate) struct Deployed {
     pub spec: AppSpec,
     pub version: u64,
-    pub deployed_at: u64,
     pub app: Arc<App>,
 }
 
 #[derive(Default)]
 pub(crate) struct Apps {
     apps: RwLock<BTreeMap<String, Deployed>>,
+    /// Apps of the mesh this node does not serve: their routes forward.
+    elsewhere: RwLock<Vec<AppSpec>>,
     routes: RwLock<Arc<RouteTable>>,
 }
 
@@ -44,29 +45,6 @@ impl Apps {
             .collect()
     }
 
-    /// Another app already serving the route or hostname `spec` asks for.
-    pub(crate) fn conflict(&self, spec: &AppSpec) -> Option<String> {
-        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
-        apps.values().filter(|d| d.spec.name != spec.name).find_map(|other| {
-            if spec.prefix().is_some() && spec.prefix() == other.spec.prefix() {
-                Some(format!(
-                    "route `{}` is already taken by app `{}`; choose another with `--route`, or remove it with `shoal rm {}`",
-                    spec.prefix().unwrap_or_default(),
-                    other.spec.name,
-                    other.spec.name
-                ))
-            } else if spec.hostname.is_some() && spec.hostname == other.spec.hostname {
-                Some(format!(
-                    "hostname `{}` is already taken by app `{}`; choose another with `--hostname`",
-                    spec.hostname.clone().unwrap_or_default(),
-                    other.spec.name
-                ))
-            } else {
-                None
-            }
-        })
-    }
-
     /// Adds or replaces an app and swaps in the new routes.
     pub(crate) fn install(&self, deployed: Deployed) {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
@@ -81,10 +59,64 @@ impl Apps {
         removed
     }
 
+    /// Stops serving `name` here but keeps its routes, now forwarding: in
+    /// one swap, so no request finds the route missing.
+    pub(crate) fn hand_over(&self, name: &str) {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(deployed) = apps.remove(name) {
+            let mut elsewhere = self.elsewhere.write().unwrap_or_else(|e| e.into_inner());
+            elsewhere.retain(|spec| spec.name != name);
+            elsewhere.push(deployed.spec);
+        }
+        self.rebuild(&apps);
+    }
+
+    /// Sets the apps served elsewhere in the mesh (if they changed).
+    pub(crate) fn set_elsewhere(&self, specs: Vec<AppSpec>) {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut elsewhere = self.elsewhere.write().unwrap_or_else(|e| e.into_inner());
+            if *elsewhere == specs {
+                return;
+            }
+            *elsewhere = specs;
+        }
+        self.rebuild(&apps);
+    }
+
+    /// Routes of local apps and of apps served elsewhere, in name order
+    /// (so every node settles a clash of routes the same way).
     fn rebuild(&self, apps: &BTreeMap<String, Deployed>) {
+        let elsewhere = self.elsewhere.read().unwrap_or_else(|e| e.into_inner());
+        let mut entries: Vec<(&str, Option<String>, Option<String>, Target)> = apps
+            .values()
+            .map(|d| {
+                (
+                    d.spec.name.as_str(),
+                    d.spec.prefix(),
+                    d.spec.hostname.clone(),
+                    Target::Local(d.app.clone()),
+                )
+            })
+            .collect();
+        entries.extend(
+            elsewhere
+                .iter()
+                .filter(|spec| !apps.contains_key(&spec.name))
+                .map(|spec| {
+                    (
+                        spec.name.as_str(),
+                        spec.prefix(),
+                        spec.hostname.clone(),
+                        Target::Elsewhere(spec.name.as_str().into()),
+                    )
+                }),
+        );
+        entries.sort_by(|a, b| a.0.cmp(b.0));
         let table = RouteTable::new(
-            apps.values()
-                .map(|d| (d.spec.prefix(), d.spec.hostname.clone(), d.app.clone())),
+            entries
+                .into_iter()
+                .map(|(_, prefix, hostname, target)| (prefix, hostname, target)),
         );
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }

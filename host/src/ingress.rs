@@ -15,12 +15,22 @@ use hyper_util::server::graceful::GracefulShutdown;
 use shoal_runtime::{App, Body, BodyError};
 use tokio::net::TcpListener;
 
+use crate::mesh::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
+/// Who serves a route.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// This node, with this app.
+    Local(Arc<App>),
+    /// Another node of the mesh: the app of this name.
+    Elsewhere(Arc<str>),
+}
+
 /// Where a request goes.
 pub(crate) struct Resolved {
-    pub app: Arc<App>,
+    pub target: Target,
     /// A route prefix to strip from the path the guest sees.
     pub strip_prefix: Option<String>,
 }
@@ -36,7 +46,7 @@ pub(crate) struct SingleApp(pub Arc<App>);
 impl Resolve for SingleApp {
     fn resolve(&self, _host: Option<&str>, _path: &str) -> Option<Resolved> {
         Some(Resolved {
-            app: self.0.clone(),
+            target: Target::Local(self.0.clone()),
             strip_prefix: None,
         })
     }
@@ -49,6 +59,8 @@ pub(crate) struct IngressConfig {
     pub max_request_body: u64,
     /// Where requests are counted, if anywhere.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where requests for apps served elsewhere go, in a mesh.
+    pub forward: Option<Arc<Forwarder>>,
 }
 
 /// Serves until `shutdown`, then stops accepting and waits for every open
@@ -122,6 +134,23 @@ async fn handle(
             ),
         );
     }
+    let app = match resolved.target {
+        Target::Local(app) => app,
+        Target::Elsewhere(name) => {
+            let started = std::time::Instant::now();
+            let response = match &config.forward {
+                Some(forwarder) => forwarder.forward(&name, request).await,
+                None => plain(
+                    StatusCode::NOT_FOUND,
+                    format!("app `{name}` is not served here\n"),
+                ),
+            };
+            if let Some(metrics) = &config.metrics {
+                metrics.request(&name, response.status().as_u16(), started.elapsed());
+            }
+            return response;
+        }
+    };
     let request = match to_guest_request(
         request,
         host.as_deref(),
@@ -132,7 +161,7 @@ async fn handle(
         Err(reason) => return plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
     };
     let started = std::time::Instant::now();
-    let response = match resolved.app.handle(request).await {
+    let response = match app.handle(request).await {
         Ok(response) => response,
         Err(error) => {
             let status =
@@ -147,11 +176,7 @@ async fn handle(
         }
     };
     if let Some(metrics) = &config.metrics {
-        metrics.request(
-            resolved.app.name(),
-            response.status().as_u16(),
-            started.elapsed(),
-        );
+        metrics.request(app.name(), response.status().as_u16(), started.elapsed());
     }
     response
 }

@@ -7,6 +7,7 @@ mod dirs;
 mod executor;
 mod guest_logs;
 mod ingress;
+mod mesh;
 mod metrics;
 mod node;
 mod progress;

@@ -54,8 +54,12 @@ pub(crate) struct AppGauges {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    /// Metrics, with `extra` read at every scrape (the mesh's).
+    pub(crate) fn new(extra: Option<Box<dyn prometheus_client::collector::Collector>>) -> Metrics {
         let mut registry = Registry::with_prefix("shoal");
+        if let Some(extra) = extra {
+            registry.register_collector(extra);
+        }
         let requests = Family::<AppStatus, Counter>::default();
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let compile = Family::new_with_constructor(compile_histogram as fn() -> Histogram);
@@ -150,7 +154,7 @@ mod tests {
 
     #[test]
     fn renders_requests_and_gauges() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(None);
         metrics.request("hello", 200, Duration::from_millis(2));
         let text = metrics.render([AppGauges {
             app: "hello".into(),

@@ -2,10 +2,11 @@
 //! operations the admin API offers on them (upload, deploy, remove). Also
 //! `serve`, which assembles it all and runs the ingress and admin servers.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -17,6 +18,9 @@ use tokio::net::TcpListener;
 use crate::apps::{Apps, Deployed};
 use crate::guest_logs::LogBook;
 use crate::ingress::{self, IngressConfig};
+use crate::mesh::desired::{Desired, Record, Snapshot};
+use crate::mesh::placement::Placement;
+use crate::mesh::{Mesh, MeshConfig};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
@@ -34,6 +38,7 @@ pub(crate) struct NodeConfig {
     pub max_request_body: u64,
     pub max_memory: u64,
     pub max_instances: u32,
+    pub mesh: MeshConfig,
 }
 
 /// An error an admin call answers with: a status and a message that names
@@ -52,7 +57,7 @@ impl ApiError {
         }
     }
 
-    fn internal(error: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
     }
 }
@@ -74,7 +79,16 @@ pub(crate) struct AppView {
     pub kind: &'static str,
     pub route: Option<String>,
     pub hostname: Option<String>,
+    /// `ready` (this node serves it), `forwarded` (other nodes do) or
+    /// `pending` (nobody is ready yet).
     pub status: &'static str,
+    pub replicas: String,
+    /// Where placement puts it, most preferred first.
+    pub nodes: Vec<String>,
+    /// Nodes ready to serve its current version (this one included).
+    pub ready_on: Vec<String>,
+    /// The node that accepted the deploy.
+    pub origin: String,
     pub requests: u64,
     pub failures: u64,
     pub active: usize,
@@ -89,31 +103,11 @@ pub(crate) struct AppView {
     pub allow_outbound: Vec<String>,
 }
 
-impl AppView {
-    pub(crate) fn of(d: &Deployed) -> AppView {
-        let stats = d.app.stats();
-        AppView {
-            name: d.spec.name.clone(),
-            version: d.version,
-            component: d.spec.component.clone(),
-            kind: d.app.kind().as_str(),
-            route: d.spec.prefix(),
-            hostname: d.spec.hostname.clone(),
-            status: "ready",
-            requests: stats.requests,
-            failures: stats.failures,
-            active: stats.active,
-            queued: stats.queued,
-            deployed_at: d.deployed_at,
-            env: d.spec.env.keys().cloned().collect(),
-            timeout_ms: d.spec.timeout_ms,
-            memory: d.spec.memory,
-            max_concurrency: d.spec.max_concurrency,
-            max_queue: d.spec.max_queue,
-            allow_outbound: d.spec.allow_outbound.clone(),
-        }
-    }
-}
+/// Desired states remembered to decode other nodes' readiness against.
+const SNAPSHOTS_KEPT: usize = 16;
+
+/// How long a removal is remembered, so a node that missed it learns it.
+pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub(crate) struct Node {
     pub config: NodeConfig,
@@ -122,16 +116,81 @@ pub(crate) struct Node {
     pub apps: Arc<Apps>,
     pub logs: Arc<LogBook>,
     pub metrics: Arc<Metrics>,
+    pub mesh: Arc<Mesh>,
     pub started: Instant,
+    /// What every node should serve, as this node knows it. Replaced
+    /// whole (copy on write) under `changes`.
+    desired: RwLock<Arc<Desired>>,
+    /// The latest desired states, newest last.
+    snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     /// Guests may never reach these (the admin API).
     deny: Vec<OutboundRule>,
-    /// Deploys and removals run one at a time, so versions and route checks
-    /// are decided against a state nobody else is changing.
+    /// Deploys, removals and merges run one at a time, so versions and
+    /// route checks are decided against a state nobody else is changing.
     changes: tokio::sync::Mutex<()>,
+    /// Wakes the controller: desired state or local apps changed.
+    pub changed: tokio::sync::Notify,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AppView {
+    pub(crate) fn of(node: &Node, record: &Record, spec: &AppSpec) -> AppView {
+        let local = node.apps.get(&spec.name);
+        let stats = local.as_ref().map(|d| d.app.stats()).unwrap_or_default();
+        let placement = node.mesh.placement();
+        let nodes = placement.holders(&spec.name).to_vec();
+        let mut ready_on = node.mesh.ready_nodes(&spec.name);
+        let here = local.as_ref().is_some_and(|d| d.version == record.version);
+        if here {
+            ready_on.push(node.mesh.me.clone());
+            ready_on.sort();
+        }
+        let status = if local.is_some() {
+            "ready"
+        } else if !ready_on.is_empty() {
+            "forwarded"
+        } else {
+            "pending"
+        };
+        AppView {
+            name: spec.name.clone(),
+            version: record.version,
+            component: spec.component.clone(),
+            kind: local.as_ref().map_or("-", |d| d.app.kind().as_str()),
+            route: spec.prefix(),
+            hostname: spec.hostname.clone(),
+            status,
+            replicas: spec.replicas.to_string(),
+            nodes,
+            ready_on,
+            origin: record.origin.clone(),
+            requests: stats.requests,
+            failures: stats.failures,
+            active: stats.active,
+            queued: stats.queued,
+            deployed_at: record.at,
+            env: spec.env.keys().cloned().collect(),
+            timeout_ms: spec.timeout_ms,
+            memory: spec.memory,
+            max_concurrency: spec.max_concurrency,
+            max_queue: spec.max_queue,
+            allow_outbound: spec.allow_outbound.clone(),
+        }
+    }
 }
 
 impl Node {
-    pub(crate) fn open(config: NodeConfig, admin_addr: SocketAddr) -> anyhow::Result<Node> {
+    pub(crate) fn open(
+        config: NodeConfig,
+        admin_addr: SocketAddr,
+        mesh: Arc<Mesh>,
+    ) -> anyhow::Result<Node> {
         let store = Store::open(&config.data_dir)?;
         let runtime = Runtime::new(RuntimeConfig {
             max_instances: config.max_instances,
@@ -151,14 +210,55 @@ impl Node {
             store: Arc::new(store),
             apps: Arc::new(Apps::default()),
             logs: Arc::new(LogBook::default()),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(Some(Box::new(
+                crate::mesh::metrics::MeshCollector(mesh.clone()),
+            )))),
+            mesh,
             started: Instant::now(),
+            desired: RwLock::new(Arc::default()),
+            snapshots: Mutex::new(VecDeque::new()),
             deny,
             changes: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
-    async fn compile(&self, bytes: Arc<Vec<u8>>) -> Result<Compiled, ApiError> {
+    /// The desired state as this node knows it now.
+    pub(crate) fn desired(&self) -> Arc<Desired> {
+        self.desired
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The newest desired state's snapshot, and the ones before it.
+    pub(crate) fn snapshots(&self) -> Vec<Arc<Snapshot>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .cloned()
+            .collect()
+    }
+
+    /// Swaps in a new desired state and remembers its snapshot.
+    fn set_desired(&self, desired: Desired) {
+        let snapshot = desired.snapshot();
+        {
+            let mut snapshots = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+            if snapshots.back().is_none_or(|s| s.digest != snapshot.digest) {
+                snapshots.push_back(snapshot);
+                if snapshots.len() > SNAPSHOTS_KEPT {
+                    snapshots.pop_front();
+                }
+            }
+        }
+        *self.desired.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(desired);
+        self.changed.notify_one();
+    }
+
+    pub(crate) async fn compile(&self, bytes: Arc<Vec<u8>>) -> Result<Compiled, ApiError> {
         let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || runtime.compile(&bytes))
             .await
@@ -186,7 +286,35 @@ impl Node {
         })
     }
 
-    /// Deploys (or redeploys) an app: compile first, persist, then swap.
+    /// Another app already serving the route or hostname `spec` asks for.
+    fn conflict(&self, spec: &AppSpec) -> Option<String> {
+        let desired = self.desired();
+        desired
+            .apps()
+            .map(|(_, other)| other)
+            .filter(|other| other.name != spec.name)
+            .find_map(|other| {
+                if spec.prefix().is_some() && spec.prefix() == other.prefix() {
+                    Some(format!(
+                        "route `{}` is already taken by app `{}`; choose another with `--route`, or remove it with `shoal rm {}`",
+                        spec.prefix().unwrap_or_default(),
+                        other.name,
+                        other.name
+                    ))
+                } else if spec.hostname.is_some() && spec.hostname == other.hostname {
+                    Some(format!(
+                        "hostname `{}` is already taken by app `{}`; choose another with `--hostname`",
+                        spec.hostname.clone().unwrap_or_default(),
+                        other.name
+                    ))
+                } else {
+                    None
+                }
+            })
+    }
+
+    /// Deploys (or redeploys) an app: compile first, persist, then swap in
+    /// here if placement puts it here; the mesh learns it by anti-entropy.
     pub(crate) async fn deploy(&self, spec: AppSpec) -> Result<AppView, ApiError> {
         spec.validate(self.config.max_memory)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.0))?;
@@ -200,7 +328,7 @@ impl Node {
                 ),
             ));
         }
-        if let Some(conflict) = self.apps.conflict(&spec) {
+        if let Some(conflict) = self.conflict(&spec) {
             return Err(ApiError::new(StatusCode::CONFLICT, conflict));
         }
         let bytes = self
@@ -210,29 +338,38 @@ impl Node {
         let started = Instant::now();
         let compiled = self.compile(Arc::new(bytes)).await?;
         self.metrics.compiled(&spec.name, started.elapsed());
-        let app = self.prepare(&compiled, &spec);
-        let store = self.store.clone();
-        let stored = spec.clone();
-        let (version, deployed_at) = tokio::task::spawn_blocking(move || {
-            let version = store.version_of(&stored.name)?.unwrap_or(0) + 1;
-            let at = store.put_app(&stored, version)?;
-            anyhow::Ok((version, at))
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-        let deployed = Deployed {
-            spec,
-            version,
-            deployed_at,
-            app: Arc::new(app),
+        let mut desired = (*self.desired()).clone();
+        let record = Record {
+            name: spec.name.clone(),
+            version: desired.next_version(&spec.name),
+            origin: self.mesh.me.clone(),
+            at: unix_now(),
+            spec: Some(spec.clone()),
         };
-        self.apps.install(deployed.clone());
-        tracing::info!(app = %deployed.spec.name, version, sha256 = %deployed.spec.component, "deployed");
-        Ok(AppView::of(&deployed))
+        self.persist(&record).await?;
+        desired.merge(record.clone());
+        // Serve it here at once if placement says so (always, for a mesh
+        // of one): a deploy is then ready when it is acknowledged.
+        let placement = Arc::new(self.mesh.place(&desired));
+        self.mesh.set_placement(placement.clone());
+        if placement.holders(&spec.name).contains(&self.mesh.me) {
+            self.install(&compiled, &spec, record.version);
+        }
+        self.set_desired(desired);
+        tracing::info!(app = %spec.name, version = record.version, sha256 = %spec.component, "deployed");
+        Ok(AppView::of(self, &record, &spec))
     }
 
-    fn prepare(&self, compiled: &Compiled, spec: &AppSpec) -> shoal_runtime::App {
+    async fn persist(&self, record: &Record) -> Result<bool, ApiError> {
+        let store = self.store.clone();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || store.put_record(&record))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+
+    pub(crate) fn prepare(&self, compiled: &Compiled, spec: &AppSpec) -> shoal_runtime::App {
         self.runtime.prepare(
             compiled,
             AppConfig {
@@ -244,31 +381,94 @@ impl Node {
         )
     }
 
-    pub(crate) async fn remove(&self, name: &str) -> Result<(), ApiError> {
-        let _changes = self.changes.lock().await;
-        let store = self.store.clone();
-        let key = name.to_string();
-        let existed = tokio::task::spawn_blocking(move || store.remove_app(&key))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-        self.apps.remove(name);
-        self.logs.forget(name);
-        if existed {
-            tracing::info!(app = name, "removed");
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no app named `{name}`; `shoal ls` lists the apps"),
-            ))
-        }
+    /// Starts serving `spec` here (replacing any older version).
+    pub(crate) fn install(&self, compiled: &Compiled, spec: &AppSpec, version: u64) {
+        let app = self.prepare(compiled, spec);
+        self.apps.install(Deployed {
+            spec: spec.clone(),
+            version,
+            app: Arc::new(app),
+        });
+        self.changed.notify_one();
     }
 
-    /// Brings back every stored deployment. An app that fails to load is
-    /// logged and kept in the store, never dropped.
+    pub(crate) async fn remove(&self, name: &str) -> Result<(), ApiError> {
+        let _changes = self.changes.lock().await;
+        let mut desired = (*self.desired()).clone();
+        if desired.live(name).is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no app named `{name}`; `shoal ls` lists the apps"),
+            ));
+        }
+        let record = Record {
+            name: name.to_string(),
+            version: desired.next_version(name),
+            origin: self.mesh.me.clone(),
+            at: unix_now(),
+            spec: None,
+        };
+        self.persist(&record).await?;
+        desired.merge(record);
+        self.apps.remove(name);
+        self.logs.forget(name);
+        self.set_desired(desired);
+        tracing::info!(app = name, "removed");
+        Ok(())
+    }
+
+    /// Merges records learned from a peer: each is persisted before it is
+    /// believed. Returns how many changed the desired state.
+    pub(crate) async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
+        let _changes = self.changes.lock().await;
+        let mut desired = (*self.desired()).clone();
+        let horizon = unix_now().saturating_sub(TOMBSTONE_TTL.as_secs());
+        let news: Vec<Record> = records
+            .into_iter()
+            .filter(|r| r.spec.is_some() || r.at >= horizon)
+            .filter(|r| desired.get(&r.name).is_none_or(|known| r.supersedes(known)))
+            .collect();
+        if news.is_empty() {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let saved = news.clone();
+        tokio::task::spawn_blocking(move || {
+            for record in &saved {
+                store.put_record(record)?;
+            }
+            anyhow::Ok(())
+        })
+        .await??;
+        let count = news.len();
+        for record in news {
+            tracing::info!(app = %record.name, version = record.version, origin = %record.origin, removed = record.spec.is_none(), "learned from the mesh");
+            desired.merge(record);
+        }
+        self.set_desired(desired);
+        Ok(count)
+    }
+
+    /// Forgets removals past their time, here and in the store.
+    pub(crate) async fn collect_tombstones(&self) -> anyhow::Result<()> {
+        let _changes = self.changes.lock().await;
+        let horizon = unix_now().saturating_sub(TOMBSTONE_TTL.as_secs());
+        let mut desired = (*self.desired()).clone();
+        if desired.collect_tombstones(horizon) == 0 {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.collect_tombstones(horizon)).await??;
+        self.set_desired(desired);
+        Ok(())
+    }
+
+    /// Brings back every stored record, and serves every app whose bytes
+    /// are here (the mesh trims what placement puts elsewhere once the
+    /// other holders are ready). An app that fails to load is logged and
+    /// kept in the store, never dropped.
     fn restore(&self) -> anyhow::Result<usize> {
-        let stored = self.store.apps()?;
+        let records = self.store.records()?;
         let removed = self.store.sweep()?;
         if removed > 0 {
             tracing::info!(
@@ -276,34 +476,52 @@ impl Node {
                 "swept component files no deployment refers to"
             );
         }
+        let desired = Desired::new(records);
         let mut restored = 0;
-        for entry in stored {
-            let name = entry.spec.name.clone();
+        for (record, spec) in desired.apps() {
+            if !self.store.has_component(&spec.component) {
+                continue;
+            }
             let loaded = self
                 .store
-                .read_component(&entry.spec.component)
+                .read_component(&spec.component)
                 .and_then(|bytes| Ok(self.runtime.compile(&bytes)?));
             match loaded {
                 Ok(compiled) => {
-                    let app = self.prepare(&compiled, &entry.spec);
-                    self.apps.install(Deployed {
-                        spec: entry.spec,
-                        version: entry.version,
-                        deployed_at: entry.deployed_at,
-                        app: Arc::new(app),
-                    });
+                    self.install(&compiled, spec, record.version);
                     restored += 1;
                 }
                 Err(error) => {
-                    tracing::error!(app = %name, error = format!("{error:#}"), "stored app could not be loaded")
+                    tracing::error!(app = %spec.name, error = format!("{error:#}"), "stored app could not be loaded")
                 }
             }
         }
+        self.set_desired(desired);
         Ok(restored)
+    }
+
+    /// Every deployed app as the admin API shows it.
+    pub(crate) fn views(&self) -> Vec<AppView> {
+        let desired = self.desired();
+        desired
+            .apps()
+            .map(|(record, spec)| AppView::of(self, record, spec))
+            .collect()
+    }
+
+    pub(crate) fn view(&self, name: &str) -> Option<AppView> {
+        let desired = self.desired();
+        let (record, spec) = desired.live(name)?;
+        Some(AppView::of(self, record, spec))
+    }
+
+    /// The placement of the current desired state over live members.
+    pub(crate) fn placement(&self) -> Arc<Placement> {
+        self.mesh.placement()
     }
 }
 
-/// `shoal host`: restore, bind, serve until shutdown.
+/// `shoal host`: restore, bind, join, serve until shutdown.
 pub(crate) async fn serve(config: NodeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.admin).await.with_context(|| {
         format!(
@@ -319,10 +537,21 @@ pub(crate) async fn serve(config: NodeConfig, shutdown: Shutdown) -> anyhow::Res
         )
     })?;
     let ingress_addr = ingress_listener.local_addr()?;
+    let mesh = Arc::new(
+        Mesh::start(
+            &config.mesh,
+            &config.data_dir,
+            admin_addr,
+            ingress_addr,
+            config.max_instances,
+        )
+        .await?,
+    );
     let node = {
         let config = config.clone();
+        let mesh = mesh.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Node> {
-            let node = Node::open(config, admin_addr)?;
+            let node = Node::open(config, admin_addr, mesh)?;
             let restored = node.restore()?;
             tracing::info!(apps = restored, data_dir = %node.config.data_dir.display(), "state restored");
             Ok(node)
@@ -330,18 +559,30 @@ pub(crate) async fn serve(config: NodeConfig, shutdown: Shutdown) -> anyhow::Res
         .await??
     };
     let node = Arc::new(node);
+    eprintln!(
+        "gossip on {} as node `{}` (cluster key {})",
+        mesh.gossip,
+        mesh.me,
+        mesh.key.fingerprint()
+    );
     eprintln!("serving HTTP on http://{ingress_addr}/");
     eprintln!("admin API on http://{admin_addr}/");
+    let control = tokio::spawn(crate::mesh::control::run(node.clone(), shutdown.clone()));
+    let sync = tokio::spawn(crate::mesh::sync::run(node.clone(), shutdown.clone()));
     let ingress = ingress::serve(
         ingress_listener,
         node.apps.clone(),
         IngressConfig {
             max_request_body: config.max_request_body,
             metrics: Some(node.metrics.clone()),
+            forward: Some(mesh.forwarder.clone()),
         },
         shutdown.clone(),
     );
     let admin = crate::admin::server::serve(admin_listener, node.clone(), ingress_addr, shutdown);
     tokio::join!(ingress, admin);
+    control.abort();
+    sync.abort();
+    mesh.leave().await;
     Ok(())
 }

@@ -1,29 +1,27 @@
 //! The routing table: by Host header first, then by the longest path
 //! prefix. Rebuilt whole on every change and swapped in atomically.
 
+use crate::ingress::{Resolved, Target};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use shoal_runtime::App;
-
-use crate::ingress::Resolved;
 
 /// An immutable snapshot of where requests go.
 #[derive(Default)]
 pub(crate) struct RouteTable {
-    hosts: HashMap<String, Arc<App>>,
+    hosts: HashMap<String, Target>,
     /// Longest prefix first.
-    prefixes: Vec<(String, Arc<App>)>,
+    prefixes: Vec<(String, Target)>,
 }
 
 impl RouteTable {
     pub(crate) fn new(
-        entries: impl IntoIterator<Item = (Option<String>, Option<String>, Arc<App>)>,
+        entries: impl IntoIterator<Item = (Option<String>, Option<String>, Target)>,
     ) -> Self {
         let mut table = RouteTable::default();
         for (prefix, hostname, app) in entries {
             if let Some(host) = hostname {
-                table.hosts.insert(host, app.clone());
+                // The first entry wins a clash: callers pass them in a
+                // deterministic order.
+                table.hosts.entry(host).or_insert_with(|| app.clone());
             }
             if let Some(prefix) = prefix {
                 table.prefixes.push((prefix, app));
@@ -41,7 +39,7 @@ impl RouteTable {
             let bare = strip_port(host).to_ascii_lowercase();
             if let Some(app) = self.hosts.get(&bare) {
                 return Some(Resolved {
-                    app: app.clone(),
+                    target: app.clone(),
                     strip_prefix: None,
                 });
             }
@@ -52,7 +50,7 @@ impl RouteTable {
                 || (path.starts_with(prefix.as_str())
                     && path.as_bytes().get(prefix.len()) == Some(&b'/'));
             matches.then(|| Resolved {
-                app: app.clone(),
+                target: app.clone(),
                 strip_prefix: (prefix != "/").then(|| prefix.clone()),
             })
         })

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shoal_runtime::{Limits, OutboundRule, Policy};
 
+use crate::mesh::placement::Replicas;
+
 /// One app's desired state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,9 @@ pub(crate) struct AppSpec {
     pub max_queue: u32,
     #[serde(default)]
     pub allow_outbound: Vec<String>,
+    /// How many nodes of a mesh serve it.
+    #[serde(default)]
+    pub replicas: Replicas,
 }
 
 /// Why a spec was refused; the message names the field and the fix.
@@ -169,7 +174,7 @@ fn validate_hostname(host: &str) -> Result<(), SpecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn spec(name: &str) -> AppSpec {
@@ -184,6 +189,7 @@ mod tests {
             max_concurrency: 10,
             max_queue: 10,
             allow_outbound: vec![],
+            replicas: Replicas::default(),
         }
     }
 

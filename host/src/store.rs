@@ -13,21 +13,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::mesh::desired::Record;
 use crate::spec::AppSpec;
-
-/// One stored deployment.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredApp {
-    pub spec: AppSpec,
-    pub version: u64,
-    /// Seconds since the Unix epoch.
-    pub deployed_at: u64,
-}
 
 pub(crate) struct Store {
     db: Mutex<Connection>,
@@ -59,6 +50,14 @@ impl Store {
              );",
         )
         .with_context(|| format!("cannot initialise the database `{}`", path.display()))?;
+        // Stores made before the mesh have no `origin`: their deploys count
+        // as made by no node, so any node's newer record supersedes them.
+        let has_origin = db
+            .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'origin'")?
+            .exists([])?;
+        if !has_origin {
+            db.execute_batch("ALTER TABLE apps ADD COLUMN origin TEXT NOT NULL DEFAULT ''")?;
+        }
         Ok(Store {
             db: Mutex::new(db),
             components,
@@ -83,81 +82,91 @@ impl Store {
         if self.has_component(sha256) {
             return Ok(());
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.components)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.component_path(sha256))?;
-        File::open(&self.components)?.sync_all()?;
-        Ok(())
+        write_durably(&self.component_path(sha256), bytes)
     }
 
-    /// Records a deployment of `spec` as `version`.
-    pub(crate) fn put_app(&self, spec: &AppSpec, version: u64) -> anyhow::Result<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let json = serde_json::to_string(spec)?;
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        db.execute(
-            "INSERT INTO apps (name, version, spec, deployed_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET version = ?2, spec = ?3, deployed_at = ?4",
-            params![spec.name, version as i64, json, now as i64],
-        )?;
-        Ok(now)
-    }
-
-    /// Removes an app; returns whether it existed.
-    pub(crate) fn remove_app(&self, name: &str) -> anyhow::Result<bool> {
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(db.execute("DELETE FROM apps WHERE name = ?1", params![name])? > 0)
-    }
-
-    /// The highest version `name` ever had while it existed, if it exists.
-    pub(crate) fn version_of(&self, name: &str) -> anyhow::Result<Option<u64>> {
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        let version: Option<i64> = db
+    /// Saves `record` unless the store already holds one for the same name
+    /// that supersedes or equals it; returns whether it was saved. The check
+    /// and the write are one transaction.
+    pub(crate) fn put_record(&self, record: &Record) -> anyhow::Result<bool> {
+        let spec = serde_json::to_string(&record.spec)?;
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = db.transaction()?;
+        let current: Option<(i64, String)> = tx
             .query_row(
-                "SELECT version FROM apps WHERE name = ?1",
-                params![name],
-                |row| row.get(0),
+                "SELECT version, origin FROM apps WHERE name = ?1",
+                params![record.name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        Ok(version.map(|v| v as u64))
+        if let Some((version, origin)) = current
+            && (version as u64, origin.as_str()) >= record.stamp()
+        {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO apps (name, version, origin, spec, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET version = ?2, origin = ?3, spec = ?4, deployed_at = ?5",
+            params![
+                record.name,
+                record.version as i64,
+                record.origin,
+                spec,
+                record.at as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
-    pub(crate) fn apps(&self) -> anyhow::Result<Vec<StoredApp>> {
+    /// Every record, removals (tombstones) included, by name.
+    pub(crate) fn records(&self) -> anyhow::Result<Vec<Record>> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let mut statement =
-            db.prepare("SELECT spec, version, deployed_at FROM apps ORDER BY name")?;
+            db.prepare("SELECT name, version, origin, spec, deployed_at FROM apps ORDER BY name")?;
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         })?;
-        let mut apps = Vec::new();
+        let mut records = Vec::new();
         for row in rows {
-            let (json, version, deployed_at) = row?;
-            let spec = serde_json::from_str(&json)
-                .with_context(|| format!("stored spec is unreadable: {json}"))?;
-            apps.push(StoredApp {
-                spec,
+            let (name, version, origin, json, at) = row?;
+            let spec: Option<AppSpec> = serde_json::from_str(&json)
+                .with_context(|| format!("stored spec of `{name}` is unreadable: {json}"))?;
+            records.push(Record {
+                name,
                 version: version as u64,
-                deployed_at: deployed_at as u64,
+                origin,
+                at: at as u64,
+                spec,
             });
         }
-        Ok(apps)
+        Ok(records)
+    }
+
+    /// Forgets removals older than `before` (seconds since the epoch);
+    /// returns how many.
+    pub(crate) fn collect_tombstones(&self, before: u64) -> anyhow::Result<usize> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(db.execute(
+            "DELETE FROM apps WHERE spec = 'null' AND deployed_at < ?1",
+            params![before as i64],
+        )?)
     }
 
     /// Deletes component files no app points at, and leftover temporary
     /// files of uploads that were never acknowledged. Call at start only.
     pub(crate) fn sweep(&self) -> anyhow::Result<usize> {
         let keep: HashSet<String> = self
-            .apps()?
+            .records()?
             .into_iter()
-            .map(|a| format!("{}.wasm", a.spec.component))
+            .filter_map(|r| r.spec)
+            .map(|spec| format!("{}.wasm", spec.component))
             .collect();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.components)? {
@@ -170,6 +179,18 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old contents or
+/// the new, never a mix: temporary file, sync, rename, sync the directory.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -185,8 +206,18 @@ mod tests {
         .unwrap()
     }
 
+    fn record(name: &str, version: u64, origin: &str, spec: Option<AppSpec>) -> Record {
+        Record {
+            name: name.into(),
+            version,
+            origin: origin.into(),
+            at: 100,
+            spec,
+        }
+    }
+
     #[test]
-    fn apps_and_components_survive_reopening_and_sweeping() {
+    fn records_and_components_survive_reopening_and_sweeping() {
         let dir = tempfile::tempdir().unwrap();
         let kept = "a".repeat(64);
         let orphan = "b".repeat(64);
@@ -194,18 +225,36 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.put_component(&kept, b"kept").unwrap();
             store.put_component(&orphan, b"orphan").unwrap();
-            store.put_app(&spec("one", &kept), 1).unwrap();
-            store.put_app(&spec("one", &kept), 2).unwrap();
-            store.put_app(&spec("two", &kept), 1).unwrap();
-            assert!(store.remove_app("two").unwrap());
-            assert!(!store.remove_app("two").unwrap());
+            assert!(
+                store
+                    .put_record(&record("one", 1, "a", Some(spec("one", &kept))))
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .put_record(&record("one", 2, "a", Some(spec("one", &kept))))
+                    .unwrap()
+            );
+            // Older or equal stamps never replace what is there.
+            assert!(!store.put_record(&record("one", 1, "z", None)).unwrap());
+            assert!(!store.put_record(&record("one", 2, "a", None)).unwrap());
+            assert!(
+                store
+                    .put_record(&record("two", 1, "a", Some(spec("two", &orphan))))
+                    .unwrap()
+            );
+            // Same version, higher node name: wins.
+            assert!(store.put_record(&record("two", 1, "b", None)).unwrap());
         }
         let store = Store::open(dir.path()).unwrap();
-        let apps = store.apps().unwrap();
-        assert_eq!(apps.len(), 1);
-        assert_eq!((apps[0].spec.name.as_str(), apps[0].version), ("one", 2));
+        let records = store.records().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!((records[0].name.as_str(), records[0].version), ("one", 2));
+        assert!(records[1].spec.is_none());
         assert_eq!(store.sweep().unwrap(), 1);
         assert!(store.has_component(&kept) && !store.has_component(&orphan));
         assert_eq!(store.read_component(&kept).unwrap(), b"kept");
+        assert_eq!(store.collect_tombstones(101).unwrap(), 1);
+        assert_eq!(store.records().unwrap().len(), 1);
     }
 }

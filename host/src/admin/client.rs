@@ -16,11 +16,28 @@ pub(crate) struct AppInfo {
     pub name: String,
     pub version: u64,
     pub component: String,
-    pub kind: String,
     pub route: Option<String>,
     pub hostname: Option<String>,
     pub status: String,
     pub requests: u64,
+    #[serde(default)]
+    pub replicas: String,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    #[serde(default)]
+    pub ready_on: Vec<String>,
+}
+
+/// A member as `GET /v1/nodes` lists it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NodeInfo {
+    pub name: String,
+    pub gossip: String,
+    pub ingress: Option<String>,
+    pub live: bool,
+    pub me: bool,
+    pub load: u32,
+    pub apps: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +161,10 @@ impl AdminClient {
 
     pub(crate) fn list(&self) -> anyhow::Result<Vec<AppInfo>> {
         self.get("/v1/apps")
+    }
+
+    pub(crate) fn nodes(&self) -> anyhow::Result<Vec<NodeInfo>> {
+        self.get("/v1/nodes")
     }
 
     pub(crate) fn remove(&self, name: &str) -> anyhow::Result<()> {

@@ -16,8 +16,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::mesh::peer::{SEALED, TOKEN_HEADER};
 use crate::metrics::AppGauges;
-use crate::node::{ApiError, AppView, Node};
+use crate::node::{ApiError, Node};
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
 
@@ -73,6 +74,9 @@ async fn handle(
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method().clone();
+    if let ["v1", "peer", rest @ ..] = segments.as_slice() {
+        return peer(&request, node, &method, &path, rest).unwrap_or_else(error);
+    }
     if segments != ["v1", "health"] && !authorized(&request, node) {
         return error(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -96,14 +100,12 @@ async fn handle(
                 ))
             }
         }
-        (&Method::GET, ["v1", "apps"]) => {
-            let apps: Vec<AppView> = node.apps.list().iter().map(AppView::of).collect();
-            Ok(json(StatusCode::OK, &apps))
-        }
-        (&Method::GET, ["v1", "apps", name]) => match node.apps.get(name) {
-            Some(deployed) => Ok(json(StatusCode::OK, &AppView::of(&deployed))),
+        (&Method::GET, ["v1", "apps"]) => Ok(json(StatusCode::OK, &node.views())),
+        (&Method::GET, ["v1", "apps", name]) => match node.view(name) {
+            Some(view) => Ok(json(StatusCode::OK, &view)),
             None => Err(no_app(name)),
         },
+        (&Method::GET, ["v1", "nodes"]) => Ok(json(StatusCode::OK, &nodes(node))),
         (&Method::PUT, ["v1", "apps", name]) => {
             let name = name.to_string();
             deploy(request, node, &name).await
@@ -125,6 +127,123 @@ async fn handle(
         )),
     };
     result.unwrap_or_else(error)
+}
+
+/// The peer API: callers prove they hold the cluster key, and every
+/// answer is sealed with it.
+fn peer<B>(
+    request: &Request<B>,
+    node: &Node,
+    method: &Method,
+    path: &str,
+    rest: &[&str],
+) -> Result<Response<AdminBody>, ApiError> {
+    let token = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Err(e) = node
+        .mesh
+        .key
+        .verify_peer_token(token, method.as_str(), path)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("peer request refused: {e}"),
+        ));
+    }
+    let plain = match (method, rest) {
+        (&Method::GET, ["records"]) => {
+            let desired = node.desired();
+            let records: Vec<_> = desired.records().collect();
+            serde_json::to_vec(&records).map_err(ApiError::internal)?
+        }
+        (&Method::GET, ["components", sha256]) => {
+            if !node.store.has_component(sha256) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no component `{sha256}` here"),
+                ));
+            }
+            node.store
+                .read_component(sha256)
+                .map_err(ApiError::internal)?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no peer route {method} {path}"),
+            ));
+        }
+    };
+    let sealed = node.mesh.key.seal(SEALED, &plain);
+    let mut response = body(StatusCode::OK, Bytes::from(sealed));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// A member as `GET /v1/nodes` shows it.
+#[derive(Serialize)]
+struct NodeView {
+    name: String,
+    gossip: String,
+    ingress: Option<String>,
+    peer: Option<String>,
+    live: bool,
+    me: bool,
+    capacity: u32,
+    load: u32,
+    /// Apps it serves at their current version.
+    apps: Vec<String>,
+    /// Apps placement puts on it.
+    placed: Vec<String>,
+}
+
+fn nodes(node: &Node) -> Vec<NodeView> {
+    let members = node.mesh.membership.members();
+    let placement = node.placement();
+    let mut held = node.mesh.held();
+    let desired = node.desired();
+    let mine: Vec<String> = node
+        .apps
+        .list()
+        .into_iter()
+        .filter(|d| {
+            desired
+                .live(&d.spec.name)
+                .is_some_and(|(r, _)| r.version == d.version)
+        })
+        .map(|d| d.spec.name.clone())
+        .collect();
+    held.insert(members.me.clone(), mine);
+    members
+        .all
+        .values()
+        .map(|m| NodeView {
+            name: m.name.clone(),
+            gossip: m.gossip.to_string(),
+            ingress: m.ingress.map(|a| a.to_string()),
+            peer: m.peer.map(|a| a.to_string()),
+            live: m.live,
+            me: m.name == members.me,
+            capacity: m.capacity,
+            load: m.load,
+            apps: if m.live {
+                held.remove(&m.name).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            placed: placement
+                .apps_on(&m.name)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        })
+        .collect()
 }
 
 fn authorized<B>(request: &Request<B>, node: &Node) -> bool {
@@ -150,6 +269,10 @@ struct Health {
     version: &'static str,
     uptime_secs: u64,
     apps: usize,
+    node: String,
+    gossip: String,
+    /// Live members of the mesh, this node included.
+    members: usize,
     ingress: String,
     data_dir: String,
     max_upload: u64,
@@ -160,7 +283,10 @@ fn health(node: &Node, ingress: SocketAddr) -> Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: node.started.elapsed().as_secs(),
-        apps: node.apps.list().len(),
+        apps: node.desired().apps().count(),
+        node: node.mesh.me.clone(),
+        gossip: node.mesh.gossip.to_string(),
+        members: node.mesh.membership.members().live().count(),
         ingress: format!("http://{ingress}"),
         data_dir: node.config.data_dir.display().to_string(),
         max_upload: node.config.max_upload,
@@ -251,7 +377,7 @@ async fn deploy(
 }
 
 fn logs(node: &Node, name: &str, follow: bool) -> Result<Response<AdminBody>, ApiError> {
-    if node.apps.get(name).is_none() {
+    if node.desired().live(name).is_none() {
         return Err(no_app(name));
     }
     let (recent, receiver) = node.logs.subscribe(name);

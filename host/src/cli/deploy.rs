@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::cli::manifest::Manifest;
 use crate::cli::{AdminFlags, AppFlags};
+use crate::mesh::placement::Replicas;
 use crate::spec::AppSpec;
 
 /// Deploy a component as an app on a running host.
@@ -37,6 +38,10 @@ pub(crate) struct Deploy {
     #[arg(long, value_name = "HOST")]
     hostname: Option<String>,
 
+    /// How many nodes of the mesh serve it: a number, or `all`.
+    #[arg(long, value_name = "N|all", default_value = "1")]
+    replicas: Replicas,
+
     #[command(flatten)]
     app: AppFlags,
 
@@ -48,11 +53,13 @@ impl Deploy {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
         let deployments = match (&self.file, &self.component, &self.name) {
             (Some(file), _, _) => Manifest::load(file)?.deployments()?,
-            (None, Some(component), Some(name)) => vec![(
-                component.clone(),
-                self.app
-                    .spec(name.clone(), self.route.clone(), self.hostname.clone()),
-            )],
+            (None, Some(component), Some(name)) => {
+                let mut spec =
+                    self.app
+                        .spec(name.clone(), self.route.clone(), self.hostname.clone());
+                spec.replicas = self.replicas;
+                vec![(component.clone(), spec)]
+            }
             _ => anyhow::bail!("give a component and `--name`, or `-f shoal.toml`"),
         };
         let client = self.admin.client();
@@ -96,11 +103,15 @@ impl Deploy {
                 (None, None) => "-".into(),
             };
             eprintln!(
-                "deployed `{}` v{} ({}, sha256 {}) at {at}",
+                "deployed `{}` v{} (sha256 {}) at {at}, on {}",
                 app.name,
                 app.version,
-                app.kind,
-                &app.component[..12]
+                &app.component[..12],
+                if app.nodes.is_empty() {
+                    "no node yet".to_string()
+                } else {
+                    app.nodes.join(", ")
+                }
             );
         }
         Ok(())
@@ -120,5 +131,6 @@ pub(crate) fn spec_without_component(name: String) -> AppSpec {
         max_concurrency: 0,
         max_queue: 0,
         allow_outbound: Vec::new(),
+        replicas: Replicas::default(),
     }
 }

@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
+use std::time::Duration;
+
+use crate::mesh::MeshConfig;
+use crate::mesh::key::ClusterKey;
 use crate::node::{self, NodeConfig};
-use crate::units::{parse_listen, parse_size};
+use crate::units::{parse_duration, parse_listen, parse_size};
 
 /// Run a host: deployed apps survive restarts; manage it with `shoal deploy`.
 #[derive(Args, Debug)]
@@ -45,6 +49,37 @@ pub(crate) struct Host {
     /// Instances alive at once across all apps.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_instances: u32,
+
+    /// This node's name in the mesh (default: kept in DATA_DIR/node-name,
+    /// made from the hostname on first start).
+    #[arg(long, env = "SHOAL_NAME")]
+    name: Option<String>,
+
+    /// Where gossip listens (UDP; `:0` picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7946", env = "SHOAL_GOSSIP", value_parser = parse_listen)]
+    gossip: SocketAddr,
+
+    /// The gossip address peers should use, if not the one it listens on.
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
+
+    /// Join the mesh through this member's gossip address (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    join: Vec<String>,
+
+    /// The mesh's cluster key (default: DATA_DIR/cluster.key, made on the
+    /// first start of a host that joins nobody). Every member needs the same.
+    #[arg(long, value_name = "FILE", env = "SHOAL_CLUSTER_KEY_FILE")]
+    cluster_key_file: Option<PathBuf>,
+
+    /// Time between gossip rounds; a silent node is declared dead after
+    /// about eight rounds.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    gossip_interval: Duration,
+
+    /// This node's weight in placement (default: `--max-instances`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: Option<u32>,
 }
 
 impl Host {
@@ -75,6 +110,20 @@ impl Host {
                 data_dir.join("token").display()
             );
         }
+        let mesh = MeshConfig {
+            name: node_name(self.name.clone(), &data_dir)?,
+            gossip: self.gossip,
+            advertise: self.advertise,
+            join: self.join.clone(),
+            key: cluster_key(
+                self.cluster_key_file.as_deref(),
+                &data_dir,
+                !self.join.is_empty(),
+                self.gossip,
+            )?,
+            interval: self.gossip_interval,
+            capacity: self.capacity,
+        };
         let config = NodeConfig {
             data_dir,
             listen: self.listen,
@@ -84,6 +133,7 @@ impl Host {
             max_request_body: self.max_request_body,
             max_memory: self.max_memory,
             max_instances: self.max_instances,
+            mesh,
         };
         let tokio = crate::executor::build()?;
         tokio.block_on(async move {
@@ -116,4 +166,78 @@ fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)
+}
+
+/// The cluster key: from `--cluster-key-file`, else `SHOAL_CLUSTER_KEY`
+/// (hex), else DATA_DIR/cluster.key. A host that founds a mesh on loopback
+/// makes one; one that joins, or gossips beyond loopback, must be given it.
+fn cluster_key(
+    file: Option<&Path>,
+    data_dir: &Path,
+    joining: bool,
+    gossip: SocketAddr,
+) -> anyhow::Result<ClusterKey> {
+    if let Some(file) = file {
+        return Ok(ClusterKey::load(file)?);
+    }
+    if let Ok(hex) = std::env::var("SHOAL_CLUSTER_KEY") {
+        return ClusterKey::from_hex(&hex).context("SHOAL_CLUSTER_KEY is not a cluster key");
+    }
+    let path = data_dir.join("cluster.key");
+    if path.exists() {
+        return Ok(ClusterKey::load(&path)?);
+    }
+    if joining {
+        anyhow::bail!(
+            "joining a mesh needs its cluster key: copy DATA_DIR/cluster.key from a member and pass `--cluster-key-file FILE` (or set SHOAL_CLUSTER_KEY)"
+        );
+    }
+    if !gossip.ip().is_loopback() {
+        anyhow::bail!(
+            "gossip on {gossip} would be open to the network without a cluster key: make one with `shoal keygen cluster.key`, then start every member with `--cluster-key-file cluster.key`"
+        );
+    }
+    let key = ClusterKey::create(&path)?;
+    eprintln!(
+        "made a new cluster key in {}; hosts that join this one need it (`--cluster-key-file`)",
+        path.display()
+    );
+    Ok(key)
+}
+
+/// `--name`, else the name kept in DATA_DIR/node-name, else a new one
+/// (hostname and four random hex digits) kept there.
+fn node_name(given: Option<String>, data_dir: &Path) -> anyhow::Result<String> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    };
+    if let Some(name) = given {
+        anyhow::ensure!(
+            valid(&name),
+            "invalid node name `{name}`: use 1 to 63 letters, digits, `-`, `.` or `_`"
+        );
+        return Ok(name);
+    }
+    let path = data_dir.join("node-name");
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        let name = name.trim().to_string();
+        if valid(&name) {
+            return Ok(name);
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| valid(h) && h.len() <= 50)
+        .unwrap_or_else(|| "shoal".into());
+    let mut suffix = [0u8; 2];
+    getrandom::fill(&mut suffix).map_err(|e| anyhow::anyhow!("cannot name this node: {e}"))?;
+    let name = format!("{host}-{}", hex::encode(suffix));
+    crate::store::write_durably(&path, name.as_bytes())
+        .with_context(|| format!("cannot record the node name in `{}`", path.display()))?;
+    Ok(name)
 }

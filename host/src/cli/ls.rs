@@ -20,7 +20,7 @@ impl Ls {
             );
             return Ok(());
         }
-        let rows: Vec<[String; 6]> = apps
+        let rows: Vec<Vec<String>> = apps
             .iter()
             .map(|a| {
                 let route = match (&a.route, &a.hostname) {
@@ -29,34 +29,58 @@ impl Ls {
                     (None, Some(h)) => h.clone(),
                     (None, None) => "-".into(),
                 };
-                [
+                // Placed nodes; a `*` marks those ready.
+                let nodes: Vec<String> = a
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        if a.ready_on.contains(n) {
+                            format!("{n}*")
+                        } else {
+                            n.clone()
+                        }
+                    })
+                    .collect();
+                vec![
                     a.name.clone(),
                     format!("v{}", a.version),
                     a.component[..12.min(a.component.len())].to_string(),
                     route,
-                    format!("{} ({})", a.status, a.kind),
+                    a.status.clone(),
+                    a.replicas.clone(),
+                    nodes.join(","),
                     a.requests.to_string(),
                 ]
             })
             .collect();
-        let header = ["NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REQUESTS"].map(String::from);
-        let widths: Vec<usize> = (0..6)
-            .map(|i| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[i].len())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in [&header].into_iter().chain(&rows) {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            println!("{}", line.join("  ").trim_end());
-        }
+        print_table(
+            &[
+                "NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REPLICAS", "NODES", "REQUESTS",
+            ],
+            &rows,
+        );
         Ok(())
+    }
+}
+
+/// Prints `rows` under `header`, in columns.
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in [&header].into_iter().chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
     }
 }

@@ -13,6 +13,7 @@
 //! max-concurrency = 100
 //! max-queue = 1000
 //! allow-outbound = ["api.example.com:443"]
+//! replicas = 2                  # or "all"; default 1
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use crate::cli::app_flags::defaults;
 use crate::cli::deploy::spec_without_component;
+use crate::mesh::placement::Replicas;
 use crate::spec::AppSpec;
 use crate::units::{parse_duration, parse_size};
 
@@ -50,6 +52,8 @@ struct ManifestApp {
     max_queue: Option<u32>,
     #[serde(default)]
     allow_outbound: Vec<String>,
+    #[serde(default)]
+    replicas: Replicas,
 }
 
 impl Manifest {
@@ -90,6 +94,7 @@ impl Manifest {
                 spec.max_concurrency = app.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY);
                 spec.max_queue = app.max_queue.unwrap_or(defaults::MAX_QUEUE);
                 spec.allow_outbound = app.allow_outbound.clone();
+                spec.replicas = app.replicas;
                 Ok((self.dir.join(&app.component), spec))
             })
             .collect()

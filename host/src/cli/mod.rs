@@ -4,10 +4,12 @@ mod admin_flags;
 pub(crate) mod app_flags;
 mod deploy;
 pub(crate) mod host;
+mod keygen;
 mod logs;
 mod ls;
 mod manifest;
 mod new;
+mod nodes;
 mod rm;
 mod run;
 mod status;
@@ -32,6 +34,8 @@ enum Command {
     Host(host::Host),
     Deploy(deploy::Deploy),
     Ls(ls::Ls),
+    Nodes(nodes::Nodes),
+    Keygen(keygen::Keygen),
     Rm(rm::Rm),
     Logs(logs::Logs),
     Status(status::Status),
@@ -46,6 +50,8 @@ impl Cli {
             Command::Host(verb) => verb.execute(),
             Command::Deploy(verb) => verb.execute(),
             Command::Ls(verb) => verb.execute(),
+            Command::Nodes(verb) => verb.execute(),
+            Command::Keygen(verb) => verb.execute(),
             Command::Rm(verb) => verb.execute(),
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),

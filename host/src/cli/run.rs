@@ -97,6 +97,7 @@ impl Run {
                 &compiled.sha256()[..12]
             );
             let config = IngressConfig {
+                forward: None,
                 max_request_body: self.max_request_body,
                 metrics: None,
             };

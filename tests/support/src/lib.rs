@@ -76,6 +76,8 @@ pub struct Shoal {
     pub addr: SocketAddr,
     /// The address of its admin API (`shoal host` only).
     pub admin: Option<SocketAddr>,
+    /// Its gossip address and node name (`shoal host` only).
+    pub gossip: Option<(SocketAddr, String)>,
     /// A directory that lives as long as the process (its compile cache).
     scratch: Option<tempfile::TempDir>,
 }
@@ -102,15 +104,20 @@ impl Shoal {
         Shoal::spawn(command)
     }
 
-    /// Starts `shoal host --data-dir DIR --listen :0 --admin :0 ARGS...` and
-    /// waits until both its ingress and admin API serve.
+    /// Starts `shoal host --data-dir DIR --listen :0 --admin :0 --gossip :0
+    /// ARGS...` and waits until both its ingress and admin API serve.
     pub fn host(bin: &str, data_dir: &Path, args: &[&str]) -> Shoal {
         let mut command = Command::new(bin);
+        command.arg("host").arg("--data-dir").arg(data_dir).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ]);
+        if !args.contains(&"--gossip") {
+            command.args(["--gossip", "127.0.0.1:0"]);
+        }
         command
-            .arg("host")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(args)
             .env("SHOAL_LOG", "info")
             .env("NO_COLOR", "1");
@@ -120,7 +127,32 @@ impl Shoal {
             .wait_for(READY_TIMEOUT, |l| l.starts_with("admin API on http://"))
             .expect("the admin API did not come up");
         shoal.admin = Some(address_in(&line));
+        let line = shoal
+            .stderr
+            .wait_for(Duration::from_secs(1), |l| l.starts_with("gossip on "))
+            .expect("no gossip line");
+        // "gossip on ADDR as node `NAME` (...)"
+        let mut words = line.split_whitespace().skip(2);
+        let addr = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("gossip address");
+        let name = words
+            .nth(2)
+            .map(|w| w.trim_matches('`').to_string())
+            .expect("node name");
+        shoal.gossip = Some((addr, name));
         shoal
+    }
+
+    /// The node name of a host.
+    pub fn name(&self) -> &str {
+        &self.gossip.as_ref().expect("not a host").1
+    }
+
+    /// The gossip address of a host, for `--join`.
+    pub fn gossip_addr(&self) -> String {
+        self.gossip.as_ref().expect("not a host").0.to_string()
     }
 
     /// The admin API's base URL (`shoal host` only).
@@ -199,6 +231,7 @@ impl Shoal {
             stderr,
             addr: address_in(&ready),
             admin: None,
+            gossip: None,
             scratch: None,
         }
     }

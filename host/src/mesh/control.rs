@@ -1,0 +1,260 @@
+//! The controller: one loop that makes this node serve what placement
+//! gives it, and tells the mesh what it serves.
+//!
+//! Each pass (on a change of desired state, of membership or of a local
+//! app, and every 500 ms):
+//! 1. places the desired apps over the live members;
+//! 2. starts serving every app placed here at its current version,
+//!    fetching the bytes from a peer first if they are missing (checked
+//!    against the sha256), compiling, and only then installing;
+//! 3. stops serving an app placed elsewhere only once every node it is
+//!    placed on advertises it ready (make before break), and stops an app
+//!    that was removed at once;
+//! 4. copies the bytes of every app into the local store, so the mesh
+//!    keeps a deployment as long as any node that learned it lives;
+//! 5. advertises its readiness, state digest and load, and rebuilds the
+//!    forwarding table and the routes of apps served elsewhere.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use super::desired::Record;
+use super::forward::ReadyTable;
+use super::membership::keys;
+use super::readiness;
+use crate::node::Node;
+use crate::shutdown::Shutdown;
+use crate::spec::AppSpec;
+
+/// How often a pass runs with no change.
+const TICK: Duration = Duration::from_millis(500);
+/// How long a failed install or fetch waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// How long an app placed elsewhere keeps being served here after its new
+/// holders are all ready: peers whose gossip lags still send it here.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Installs and fetches in flight, and recent failures.
+#[derive(Default)]
+struct Jobs {
+    running: HashMap<String, JoinHandle<anyhow::Result<()>>>,
+    failed: HashMap<String, Instant>,
+    /// Apps placed elsewhere whose holders are all ready, and since when.
+    handing_over: HashMap<String, Instant>,
+}
+
+impl Jobs {
+    /// Starts `job` under `key` unless one runs or failed recently.
+    fn start(
+        &mut self,
+        key: String,
+        job: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        if self.running.contains_key(&key)
+            || self
+                .failed
+                .get(&key)
+                .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+        {
+            return;
+        }
+        self.running.insert(key, tokio::spawn(job));
+    }
+
+    /// Reaps finished jobs, logging failures.
+    fn reap(&mut self) {
+        let done: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, handle)| handle.is_finished())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in done {
+            let Some(handle) = self.running.remove(&key) else {
+                continue;
+            };
+            let result = futures::FutureExt::now_or_never(handle)
+                .unwrap_or_else(|| Ok(Err(anyhow::anyhow!("job vanished"))));
+            match result {
+                Ok(Ok(())) => {
+                    self.failed.remove(&key);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(job = %key, error = format!("{error:#}"), "mesh job failed; will retry");
+                    self.failed.insert(key, Instant::now());
+                }
+                Err(error) => {
+                    tracing::error!(job = %key, %error, "mesh job panicked; will retry");
+                    self.failed.insert(key, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
+    let mut members = node.mesh.membership.watch();
+    let mut jobs = Jobs::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        jobs.reap();
+        if let Err(error) = pass(&node, &mut jobs).await {
+            tracing::warn!(error = format!("{error:#}"), "mesh pass failed");
+        }
+        tokio::select! {
+            _ = node.changed.notified() => {}
+            changed = members.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
+    let me = node.mesh.me.clone();
+    let desired = node.desired();
+    let members = node.mesh.membership.members();
+    let placement = Arc::new(super::place(&members, &desired));
+    node.mesh.set_placement(placement.clone());
+    let table = ReadyTable::build(&members, &node.snapshots(), &desired);
+
+    for (record, spec) in desired.apps() {
+        let holders = placement.holders(&spec.name);
+        let local = node.apps.get(&spec.name);
+        let current_here = local.as_ref().is_some_and(|d| d.version == record.version);
+        if holders.contains(&me) {
+            if !current_here {
+                let (node, record, spec) = (node.clone(), record.clone(), spec.clone());
+                jobs.start(
+                    format!("install {}@{}", spec.name, record.version),
+                    async move { install(&node, &record, &spec).await },
+                );
+            }
+        } else if local.is_some() {
+            let ready = table.ready_nodes(&spec.name);
+            if !holders.is_empty() && holders.iter().all(|h| ready.contains(h)) {
+                let since = *jobs
+                    .handing_over
+                    .entry(spec.name.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() >= LINGER {
+                    jobs.handing_over.remove(&spec.name);
+                    node.apps.hand_over(&spec.name);
+                    tracing::info!(app = %spec.name, to = ?holders, "handed over");
+                }
+            } else {
+                jobs.handing_over.remove(&spec.name);
+            }
+        }
+        if !node.store.has_component(&spec.component) && !holders.contains(&me) {
+            let (node, sha256, origin) =
+                (node.clone(), spec.component.clone(), record.origin.clone());
+            jobs.start(format!("copy {sha256}"), async move {
+                fetch(&node, &sha256, &origin).await
+            });
+        }
+    }
+    for deployed in node.apps.list() {
+        if desired.live(&deployed.spec.name).is_none() {
+            node.apps.remove(&deployed.spec.name);
+        }
+    }
+    node.apps.set_elsewhere(
+        desired
+            .apps()
+            .filter(|(_, spec)| node.apps.get(&spec.name).is_none())
+            .map(|(_, spec)| spec.clone())
+            .collect(),
+    );
+    node.mesh.set_table(table);
+
+    let snapshot = desired.snapshot();
+    let mut ready = BTreeSet::new();
+    let mut load = 0;
+    for (position, (name, version)) in snapshot.apps.iter().enumerate() {
+        if let Some(local) = node.apps.get(name) {
+            let stats = local.app.stats();
+            load += stats.active + stats.queued;
+            if local.version == *version {
+                ready.insert(position);
+            }
+        }
+    }
+    let membership = &node.mesh.membership;
+    membership
+        .set(keys::READY, &readiness::encode(&snapshot, &ready))
+        .await?;
+    membership.set(keys::STATE, &snapshot.digest).await?;
+    membership.set(keys::LOAD, &load.to_string()).await?;
+    Ok(())
+}
+
+/// Serves `spec` here: bytes (from a peer if need be), compile, install.
+async fn install(node: &Arc<Node>, record: &Record, spec: &AppSpec) -> anyhow::Result<()> {
+    if !node.store.has_component(&spec.component) {
+        fetch(node, &spec.component, &record.origin).await?;
+    }
+    let bytes = node.store.read_component(&spec.component)?;
+    let started = Instant::now();
+    let compiled = node
+        .compile(Arc::new(bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .with_context(|| format!("compiling app `{}`", spec.name))?;
+    node.metrics.compiled(&spec.name, started.elapsed());
+    // Deployed again or removed meanwhile: the next pass decides.
+    let still = node
+        .desired()
+        .live(&spec.name)
+        .is_some_and(|(r, _)| r.version == record.version);
+    if still {
+        node.install(&compiled, spec, record.version);
+        tracing::info!(app = %spec.name, version = record.version, "serving here");
+    }
+    Ok(())
+}
+
+/// Copies component `sha256` from a live peer (the node that accepted it
+/// first), checking the bytes against the hash before storing them.
+async fn fetch(node: &Arc<Node>, sha256: &str, origin: &str) -> anyhow::Result<()> {
+    let members = node.mesh.membership.members();
+    let mut peers: Vec<_> = members
+        .live()
+        .filter(|m| m.name != members.me)
+        .filter_map(|m| Some((m.name.clone(), m.peer?)))
+        .collect();
+    peers.sort_by_key(|(name, _)| name != origin);
+    let mut last_error = None;
+    for (name, addr) in peers {
+        match node.mesh.peer.component(addr, sha256).await {
+            Ok(Some(bytes)) => {
+                let actual = shoal_runtime::sha256_hex(&bytes);
+                if actual != sha256 {
+                    tracing::warn!(peer = %name, expected = sha256, %actual, "peer sent bytes that do not match their hash; ignored");
+                    continue;
+                }
+                let store = node.store.clone();
+                let key = sha256.to_string();
+                tokio::task::spawn_blocking(move || store.put_component(&key, &bytes)).await??;
+                tracing::info!(component = sha256, from = %name, "component copied from a peer");
+                node.changed.notify_one();
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
+        }
+    }
+    match last_error {
+        Some(error) => Err(error.context(format!("no live peer could send component {sha256}"))),
+        None => anyhow::bail!("no live peer has component {sha256} yet"),
+    }
+}

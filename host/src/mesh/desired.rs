@@ -1,0 +1,186 @@
+//! The desired state every node converges on: one [`Record`] per app name,
+//! a deployment or a removal (a tombstone), and the rule that picks one
+//! record when two nodes disagree.
+//!
+//! **The rule.** A record's stamp is `(version, origin)`; the highest stamp
+//! wins, everywhere, whatever order records arrive in. A deploy on node N
+//! takes version = 1 + the highest version N knows for that name (removals
+//! included), so a later deploy beats an earlier one, and two concurrent
+//! deploys of one name with the same version resolve to the node whose name
+//! sorts last. Merging is commutative, associative and idempotent, which is
+//! all anti-entropy needs.
+//!
+//! **The digest** names the set of live records (name, version, origin),
+//! so two nodes with equal digests serve the same apps. Tombstones are left
+//! out of it on purpose: a node that has collected an old tombstone and a
+//! node that still keeps it agree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::spec::AppSpec;
+
+/// One app's desired state, as decided by the node that accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub name: String,
+    pub version: u64,
+    /// The node that accepted the deploy or the removal.
+    pub origin: String,
+    /// Seconds since the Unix epoch, by the origin's clock.
+    pub at: u64,
+    /// `None` for a removal.
+    pub spec: Option<AppSpec>,
+}
+
+impl Record {
+    pub(crate) fn stamp(&self) -> (u64, &str) {
+        (self.version, self.origin.as_str())
+    }
+
+    pub(crate) fn supersedes(&self, other: &Record) -> bool {
+        self.stamp() > other.stamp()
+    }
+}
+
+/// The apps of one desired state, by name, with their versions: what a
+/// readiness advertisement is decoded against.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub digest: String,
+    /// Live apps, sorted by name.
+    pub apps: Vec<(String, u64)>,
+}
+
+/// All records this node knows, in memory; the store holds the same.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Desired {
+    records: BTreeMap<String, Record>,
+}
+
+impl Desired {
+    pub(crate) fn new(records: impl IntoIterator<Item = Record>) -> Desired {
+        let mut desired = Desired::default();
+        for record in records {
+            desired.merge(record);
+        }
+        desired
+    }
+
+    /// Keeps `record` if it supersedes what is known of its name; returns
+    /// whether it did.
+    pub(crate) fn merge(&mut self, record: Record) -> bool {
+        match self.records.get(&record.name) {
+            Some(known) if !record.supersedes(known) => false,
+            _ => {
+                self.records.insert(record.name.clone(), record);
+                true
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Record> {
+        self.records.get(name)
+    }
+
+    /// The live spec of `name`, if it is deployed.
+    pub(crate) fn live(&self, name: &str) -> Option<(&Record, &AppSpec)> {
+        let record = self.records.get(name)?;
+        Some((record, record.spec.as_ref()?))
+    }
+
+    /// Every deployed app with its record, by name.
+    pub(crate) fn apps(&self) -> impl Iterator<Item = (&Record, &AppSpec)> {
+        self.records
+            .values()
+            .filter_map(|r| Some((r, r.spec.as_ref()?)))
+    }
+
+    pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
+    /// The version a new deploy or removal of `name` takes here.
+    pub(crate) fn next_version(&self, name: &str) -> u64 {
+        self.records.get(name).map_or(0, |r| r.version) + 1
+    }
+
+    /// Drops removals older than `before`; returns how many.
+    pub(crate) fn collect_tombstones(&mut self, before: u64) -> usize {
+        let old = self.records.len();
+        self.records
+            .retain(|_, r| r.spec.is_some() || r.at >= before);
+        old - self.records.len()
+    }
+
+    /// The digest and the sorted live apps.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        let mut hasher = Sha256::new();
+        let mut apps = Vec::new();
+        for (record, _) in self.apps() {
+            hasher.update(record.name.as_bytes());
+            hasher.update([0]);
+            hasher.update(record.version.to_be_bytes());
+            hasher.update(record.origin.as_bytes());
+            hasher.update([0]);
+            apps.push((record.name.clone(), record.version));
+        }
+        let digest = hex::encode(&hasher.finalize()[..8]);
+        Arc::new(Snapshot { digest, apps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::tests::spec;
+
+    fn record(name: &str, version: u64, origin: &str, live: bool) -> Record {
+        Record {
+            name: name.into(),
+            version,
+            origin: origin.into(),
+            at: 10,
+            spec: live.then(|| spec(name)),
+        }
+    }
+
+    #[test]
+    fn merging_in_any_order_gives_the_same_state() {
+        let records = [
+            record("a", 1, "n1", true),
+            record("a", 2, "n1", true),
+            record("a", 2, "n2", true),
+            record("b", 1, "n3", true),
+            record("b", 2, "n1", false),
+            record("c", 5, "n2", true),
+        ];
+        let forward = Desired::new(records.clone());
+        let backward = Desired::new(records.iter().rev().cloned());
+        assert_eq!(forward.snapshot(), backward.snapshot());
+        assert_eq!(forward.get("a").unwrap().origin, "n2");
+        assert!(forward.live("b").is_none());
+        assert_eq!(forward.next_version("b"), 3);
+        let names: Vec<&str> = forward.apps().map(|(r, _)| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        // Merging again changes nothing.
+        let mut again = forward.clone();
+        assert!(!records.iter().any(|r| again.merge(r.clone())));
+    }
+
+    #[test]
+    fn digest_ignores_tombstones_and_sees_versions() {
+        let with = Desired::new([record("a", 1, "n", true), record("gone", 3, "n", false)]);
+        let mut without = Desired::new([record("a", 1, "n", true)]);
+        assert_eq!(with.snapshot().digest, without.snapshot().digest);
+        without.merge(record("a", 2, "n", true));
+        assert_ne!(with.snapshot().digest, without.snapshot().digest);
+        let mut collected = with.clone();
+        assert_eq!(collected.collect_tombstones(11), 1);
+        assert_eq!(collected.records().count(), 1);
+        assert_eq!(with.snapshot().apps, [("a".to_string(), 1)]);
+    }
+}

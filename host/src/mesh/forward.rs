@@ -1,0 +1,332 @@
+//! Forwarding: a request for an app this node does not serve goes to a
+//! node that advertises it ready, picked by the power of two choices on
+//! load (advertised load plus what this node has in flight to it). A
+//! forwarded request carries [`HOP_HEADER`], the nodes it passed through;
+//! it is forwarded at most [`MAX_HOPS`] times and never to a node it
+//! passed, so requests cannot loop. The second hop only happens when
+//! gossip lags: the first holder handed the app over a moment ago.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use shoal_runtime::{Body, BodyError};
+
+use super::desired::{Desired, Snapshot};
+use super::membership::Members;
+use super::readiness;
+
+/// Marks a forwarded request: the nodes that forwarded it, comma-separated.
+pub(crate) const HOP_HEADER: &str = "x-shoal-hop";
+/// Forwards one request may take.
+pub(crate) const MAX_HOPS: usize = 2;
+/// How long a node that refused a connection is passed over.
+const SUSPECT_FOR: Duration = Duration::from_secs(3);
+
+/// A node ready to serve an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holder {
+    pub node: String,
+    pub ingress: SocketAddr,
+    pub load: u32,
+}
+
+/// Who is ready for what, rebuilt by the controller from gossip.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ReadyTable {
+    /// Ready at the app's current version.
+    current: HashMap<String, Vec<Holder>>,
+    /// Ready at an older version only (a rollout in progress).
+    older: HashMap<String, Vec<Holder>>,
+}
+
+impl ReadyTable {
+    /// Decodes every other live member's readiness against the snapshots
+    /// this node remembers.
+    pub(crate) fn build(members: &Members, snapshots: &[Arc<Snapshot>], desired: &Desired) -> Self {
+        let mut table = ReadyTable::default();
+        for member in members.live().filter(|m| m.name != members.me) {
+            let Some(ingress) = member.ingress else {
+                continue;
+            };
+            let Some(digest) = readiness::digest_of(&member.ready) else {
+                continue;
+            };
+            let Some(snapshot) = snapshots.iter().find(|s| s.digest == digest) else {
+                continue;
+            };
+            let Some(positions) = readiness::decode(snapshot, &member.ready) else {
+                continue;
+            };
+            for position in positions {
+                let (name, version) = &snapshot.apps[position];
+                let holder = Holder {
+                    node: member.name.clone(),
+                    ingress,
+                    load: member.load,
+                };
+                match desired.live(name) {
+                    Some((record, _)) if record.version == *version => {
+                        table.current.entry(name.clone()).or_default().push(holder)
+                    }
+                    Some(_) => table.older.entry(name.clone()).or_default().push(holder),
+                    None => {}
+                }
+            }
+        }
+        table
+    }
+
+    /// Names of the other nodes ready for the current version of `app`.
+    pub(crate) fn ready_nodes(&self, app: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .current
+            .get(app)
+            .into_iter()
+            .flatten()
+            .map(|h| h.node.clone())
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// Apps each other node is ready for, by node.
+    pub(crate) fn held(&self) -> HashMap<String, Vec<String>> {
+        let mut held: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (app, holders) in &self.current {
+            for holder in holders {
+                held.entry(&holder.node).or_default().push(app.clone());
+            }
+        }
+        held.into_iter()
+            .map(|(node, mut apps)| {
+                apps.sort();
+                (node.to_string(), apps)
+            })
+            .collect()
+    }
+
+    fn candidates(&self, app: &str) -> &[Holder] {
+        match self.current.get(app) {
+            Some(holders) if !holders.is_empty() => holders,
+            _ => self.older.get(app).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// Counts kept for `/metrics`.
+#[derive(Default)]
+pub(crate) struct ForwardStats {
+    pub forwarded: AtomicU64,
+    pub failed: AtomicU64,
+    pub no_holder: AtomicU64,
+}
+
+pub(crate) struct Forwarder {
+    me: String,
+    client: Client<HttpConnector, Incoming>,
+    table: RwLock<Arc<ReadyTable>>,
+    /// Requests this node has in flight to each node.
+    in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Nodes that refused a connection, and when.
+    suspects: Mutex<HashMap<String, Instant>>,
+    /// State of the picker's random sequence.
+    seed: AtomicU64,
+    pub stats: ForwardStats,
+}
+
+impl Forwarder {
+    pub(crate) fn new(me: String) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        Forwarder {
+            me,
+            client,
+            table: RwLock::new(Arc::default()),
+            in_flight: Mutex::new(HashMap::new()),
+            suspects: Mutex::new(HashMap::new()),
+            seed: AtomicU64::new(seed),
+            stats: ForwardStats::default(),
+        }
+    }
+
+    pub(crate) fn table(&self) -> Arc<ReadyTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_table(&self, table: ReadyTable) {
+        let mut current = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if **current != table {
+            *current = Arc::new(table);
+        }
+    }
+
+    fn random(&self) -> u64 {
+        // xorshift64*: the picker needs spread, not secrecy.
+        let mut x = self.seed.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.seed.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn in_flight(&self, node: &str) -> Arc<AtomicU32> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Two random holders that are not suspect and were not passed
+    /// through; the less loaded wins.
+    fn pick(&self, app: &str, passed: &[&str]) -> Option<Holder> {
+        let table = self.table();
+        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let holders: Vec<&Holder> = table
+            .candidates(app)
+            .iter()
+            .filter(|h| {
+                suspects
+                    .get(&h.node)
+                    .is_none_or(|t| t.elapsed() > SUSPECT_FOR)
+            })
+            .filter(|h| !passed.contains(&h.node.as_str()))
+            .collect();
+        drop(suspects);
+        let load = |h: &Holder| h.load + self.in_flight(&h.node).load(Ordering::Relaxed);
+        match holders.len() {
+            0 => None,
+            1 => Some(holders[0].clone()),
+            n => {
+                let a = (self.random() % n as u64) as usize;
+                let b = (a + 1 + (self.random() % (n as u64 - 1)) as usize) % n;
+                let pick = if load(holders[a]) <= load(holders[b]) {
+                    a
+                } else {
+                    b
+                };
+                Some(holders[pick].clone())
+            }
+        }
+    }
+
+    /// Sends `request` (for `app`) to a ready node and streams its answer
+    /// back; without one, 503 with `Retry-After`.
+    pub(crate) async fn forward(&self, app: &str, request: Request<Incoming>) -> Response<Body> {
+        let hops = request
+            .headers()
+            .get(HOP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let passed: Vec<&str> = hops.split(',').filter(|h| !h.is_empty()).collect();
+        if passed.len() >= MAX_HOPS || passed.contains(&self.me.as_str()) {
+            self.stats.no_holder.fetch_add(1, Ordering::Relaxed);
+            return retry_later(format!(
+                "app `{app}` moved while this request was forwarded ({hops}); retry shortly\n"
+            ));
+        }
+        let Some(holder) = self.pick(app, &passed) else {
+            self.stats.no_holder.fetch_add(1, Ordering::Relaxed);
+            return retry_later(format!(
+                "app `{app}` has no ready instance in the mesh yet; retry shortly (`shoal ls` shows where it is placed)\n"
+            ));
+        };
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(holder.ingress.to_string())
+            .path_and_query(path)
+            .build();
+        let Ok(uri) = uri else {
+            return plain(StatusCode::BAD_REQUEST, "invalid request target\n".into());
+        };
+        // Keep the authority the client asked for: routes may use it.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(value) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(header::HOST, value);
+        }
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        let chain = if passed.is_empty() {
+            self.me.clone()
+        } else {
+            format!("{hops},{}", self.me)
+        };
+        if let Ok(chain) = HeaderValue::from_str(&chain) {
+            parts.headers.insert(HOP_HEADER, chain);
+        }
+        let in_flight = self.in_flight(&holder.node);
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self.client.request(Request::from_parts(parts, body)).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(response) => {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                response.map(|body| body.map_err(BodyError::from).boxed_unsync())
+            }
+            Err(error) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                if error.is_connect() {
+                    self.suspects
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(holder.node.clone(), Instant::now());
+                }
+                tracing::warn!(app, node = %holder.node, error = %error, "forwarding failed");
+                let mut response = plain(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "app `{app}` is served by node `{}`, which did not answer ({error}); retry\n",
+                        holder.node
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                response
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    crate::ingress::plain(status, Bytes::from(text))
+}
+
+/// 503 with `Retry-After: 1`.
+pub(crate) fn retry_later(text: String) -> Response<Body> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}

@@ -1,0 +1,370 @@
+//! The mesh, end to end: real `shoal host` processes on loopback (distinct
+//! ports, gossip on `:0`), joined with `--join`, killed with SIGKILL.
+//! Each scenario reads as a script: start, join, deploy, kill, assert.
+//! Every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use shoal_test_support::{Shoal, get, guests};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+/// Generous bound for anything the mesh must converge on.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// A mesh of real hosts sharing one cluster key.
+struct Mesh {
+    hosts: Vec<Option<Shoal>>,
+    dirs: Vec<tempfile::TempDir>,
+    key: PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Starts `n` hosts; every one after the first joins the first.
+    fn start(n: usize) -> Mesh {
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("cluster.key");
+        let (status, _, stderr) = shoal_test_support::run_to_exit(
+            SHOAL,
+            &["keygen", key.to_str().unwrap()],
+            Duration::from_secs(10),
+        );
+        assert!(status.success(), "{stderr}");
+        let mut mesh = Mesh {
+            hosts: Vec::new(),
+            dirs: Vec::new(),
+            key,
+            _keys: keys,
+        };
+        for _ in 0..n {
+            mesh.dirs.push(tempfile::tempdir().unwrap());
+            let i = mesh.dirs.len() - 1;
+            let host = mesh.spawn(i);
+            mesh.hosts.push(Some(host));
+        }
+        mesh.wait_members(n);
+        mesh
+    }
+
+    fn spawn(&self, i: usize) -> Shoal {
+        let name = format!("node-{}", (b'a' + i as u8) as char);
+        let mut args = vec![
+            "--name".to_string(),
+            name,
+            "--cluster-key-file".into(),
+            self.key.to_str().unwrap().into(),
+        ];
+        if let Some(seed) = self.hosts.iter().flatten().next() {
+            args.extend(["--join".into(), seed.gossip_addr()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Shoal::host(SHOAL, self.dirs[i].path(), &args)
+    }
+
+    fn host(&self, i: usize) -> &Shoal {
+        self.hosts[i].as_ref().expect("host was killed")
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Shoal> {
+        self.hosts.iter().flatten()
+    }
+
+    /// Kills host `i` with SIGKILL.
+    fn kill(&mut self, i: usize) {
+        let host = self.hosts[i].take().expect("already killed");
+        host.signal("KILL");
+        drop(host);
+    }
+
+    /// Starts host `i` again on its data dir, joining a live one.
+    fn restart(&mut self, i: usize) {
+        let host = self.spawn(i);
+        self.hosts[i] = Some(host);
+    }
+
+    /// Waits until every live host counts `n` live members.
+    fn wait_members(&self, n: usize) {
+        for host in self.live() {
+            wait_until(
+                CONVERGE,
+                &format!("{} to see {n} live members", host.name()),
+                || members(host) == n,
+            );
+        }
+    }
+}
+
+fn members(host: &Shoal) -> usize {
+    let health = admin_json(host, "/v1/health");
+    health["members"].as_u64().unwrap_or(0) as usize
+}
+
+fn admin_json(host: &Shoal, path: &str) -> serde_json::Value {
+    let reply = get(&format!("{}{path}", host.admin_url()));
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if done() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn deploy(host: &Shoal, name: &str, extra: &[&str]) {
+    let mut args = vec!["deploy", guests::HELLO, "--name", name];
+    args.extend(extra);
+    host.cli_ok(SHOAL, &args);
+}
+
+/// The nodes placement puts `app` on, and those ready for it, as `host`
+/// sees them.
+fn placement(host: &Shoal, app: &str) -> (Vec<String>, Vec<String>) {
+    let reply = get(&format!("{}/v1/apps/{app}", host.admin_url()));
+    if reply.status == 404 {
+        // Not learned yet.
+        return (Vec::new(), Vec::new());
+    }
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let view: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let names = |key: &str| -> Vec<String> {
+        view[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    (names("nodes"), names("ready_on"))
+}
+
+fn index_of(mesh: &Mesh, name: &str) -> usize {
+    (0..mesh.hosts.len())
+        .find(|&i| mesh.hosts[i].as_ref().is_some_and(|h| h.name() == name))
+        .unwrap_or_else(|| panic!("no live host named {name}"))
+}
+
+#[test]
+fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
+    let mesh = Mesh::start(3);
+    let (a, c) = (mesh.host(0), mesh.host(2));
+
+    // Deployed on A, the app becomes known to every node and is served
+    // through every node, whichever one placement picked.
+    deploy(a, "hello", &[]);
+    for host in mesh.live() {
+        wait_until(
+            CONVERGE,
+            &format!("{} to serve /hello", host.name()),
+            || host.get("/hello").status == 200,
+        );
+    }
+    let (stdout, _) = c.cli_ok(SHOAL, &["ls"]);
+    assert!(stdout.contains("hello"), "{stdout}");
+    let (nodes, _) = placement(c, "hello");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+
+    // Replicas land on distinct nodes, and all of them get ready.
+    deploy(c, "twice", &["--replicas", "2"]);
+    wait_until(CONVERGE, "two ready replicas", || {
+        let (nodes, ready) = placement(a, "twice");
+        nodes.len() == 2
+            && ready == {
+                let mut sorted = nodes.clone();
+                sorted.sort();
+                sorted
+            }
+    });
+    let (nodes, _) = placement(a, "twice");
+    assert_ne!(nodes[0], nodes[1]);
+    deploy(a, "everywhere", &["--replicas", "all"]);
+    wait_until(CONVERGE, "`all` on three nodes", || {
+        placement(c, "everywhere").1.len() == 3
+    });
+
+    // `shoal nodes` lists the three, live, with what they hold.
+    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    for host in mesh.live() {
+        assert!(stdout.contains(host.name()), "{stdout}");
+    }
+    assert_eq!(stdout.matches(" live ").count(), 3, "{stdout}");
+
+    // A removal on one node propagates to all.
+    mesh.host(1).cli_ok(SHOAL, &["rm", "hello"]);
+    for host in mesh.live() {
+        wait_until(
+            CONVERGE,
+            &format!("{} to stop serving /hello", host.name()),
+            || host.get("/hello").status == 404,
+        );
+    }
+
+    // Membership and forwarding show in /metrics.
+    let metrics = get(&format!("{}/metrics", a.admin_url())).body;
+    assert!(
+        metrics.contains("shoal_mesh_members{state=\"live\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shoal_forwarded_requests_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
+    let mut mesh = Mesh::start(3);
+    deploy(mesh.host(0), "solo", &[]);
+    let holder = wait_for_holder(&mesh, 0, "solo");
+    let h = index_of(&mesh, &holder);
+    let survivor = (h + 1) % 3;
+    wait_until(CONVERGE, "solo served through a survivor", || {
+        mesh.host(survivor).get("/solo").status == 200
+    });
+
+    // Kill the holder: the survivors serve it again within 10 s.
+    mesh.kill(h);
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(20), "solo to be served again", || {
+        mesh.live().all(|host| host.get("/solo").status == 200)
+    });
+    let recovery = killed.elapsed();
+    eprintln!("failover: served again {recovery:?} after kill -9 of the holder");
+    assert!(recovery < Duration::from_secs(10), "{recovery:?}");
+
+    // The accepting node's loss loses nothing either: every survivor still
+    // knows the app (it was deployed on node 0, which may be the one killed).
+    for host in mesh.live() {
+        assert!(host.cli_ok(SHOAL, &["ls"]).0.contains("solo"));
+    }
+
+    // Bring it back while requests keep flowing through the survivors:
+    // placement moves back, and not one request fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let urls: Vec<String> = mesh.live().map(|host| host.url("/solo")).collect();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for url in &urls {
+                    let reply = get(url);
+                    count += 1;
+                    if reply.status != 200 {
+                        failures.push(format!("{url}: {} {}", reply.status, reply.body));
+                    }
+                }
+            }
+            (count, failures)
+        })
+    };
+    mesh.restart(h);
+    mesh.wait_members(3);
+    wait_until(CONVERGE, "the returning node to take its app back", || {
+        let (nodes, ready) = placement(mesh.host(h), "solo");
+        nodes == [holder.clone()] && ready == [holder.clone()]
+    });
+    // Past the hand-over (ready, then a 2 s linger).
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (count, failures) = load.join().unwrap();
+    eprintln!(
+        "rejoin: {count} requests through the survivors, {} failed",
+        failures.len()
+    );
+    assert!(count > 50, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(mesh.host(h).get("/solo").status, 200);
+}
+
+/// The node `app` is placed on, once one is ready, as host `i` sees it.
+fn wait_for_holder(mesh: &Mesh, i: usize, app: &str) -> String {
+    let mut holder = String::new();
+    wait_until(CONVERGE, "a ready holder", || {
+        let (nodes, ready) = placement(mesh.host(i), app);
+        if nodes.len() == 1 && ready == nodes {
+            holder = nodes[0].clone();
+            true
+        } else {
+            false
+        }
+    });
+    holder
+}
+
+#[test]
+fn a_node_with_another_key_is_kept_out() {
+    let mesh = Mesh::start(1);
+    let a = mesh.host(0);
+    // Its own data dir makes its own key: it cannot join.
+    let dir = tempfile::tempdir().unwrap();
+    let other_key = dir.path().join("other.key");
+    let (status, _, _) = shoal_test_support::run_to_exit(
+        SHOAL,
+        &["keygen", other_key.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(status.success());
+    let data = dir.path().join("data");
+    let intruder = Shoal::host(
+        SHOAL,
+        &data,
+        &[
+            "--name",
+            "intruder",
+            "--cluster-key-file",
+            other_key.to_str().unwrap(),
+            "--join",
+            &a.gossip_addr(),
+        ],
+    );
+    wait_until(Duration::from_secs(10), "packets to be dropped", || {
+        dropped(a) > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(members(a), 1);
+    assert_eq!(members(&intruder), 1);
+    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    assert!(!stdout.contains("intruder"), "{stdout}");
+}
+
+fn dropped(host: &Shoal) -> u64 {
+    let metrics = get(&format!("{}/metrics", host.admin_url())).body;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("shoal_gossip_dropped_packets_total "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn joining_without_the_key_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = shoal_test_support::run_to_exit(
+        SHOAL,
+        &[
+            "host",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--gossip",
+            "127.0.0.1:0",
+            "--join",
+            "127.0.0.1:9",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--cluster-key-file"), "{stderr}");
+    assert!(!Path::new(&dir.path().join("cluster.key")).exists());
+}
