@@ -357,7 +357,9 @@ impl Node {
         }
         self.set_desired(desired);
         tracing::info!(app = %spec.name, version = record.version, sha256 = %spec.component, "deployed");
-        Ok(AppView::of(self, &record, &spec))
+        let mut view = AppView::of(self, &record, &spec);
+        view.kind = compiled.kind().as_str();
+        Ok(view)
     }
 
     async fn persist(&self, record: &Record) -> Result<bool, ApiError> {

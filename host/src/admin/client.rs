@@ -16,6 +16,7 @@ pub(crate) struct AppInfo {
     pub name: String,
     pub version: u64,
     pub component: String,
+    pub kind: String,
     pub route: Option<String>,
     pub hostname: Option<String>,
     pub status: String,

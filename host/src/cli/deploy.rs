@@ -103,9 +103,10 @@ impl Deploy {
                 (None, None) => "-".into(),
             };
             eprintln!(
-                "deployed `{}` v{} (sha256 {}) at {at}, on {}",
+                "deployed `{}` v{} ({}, sha256 {}) at {at}, on {}",
                 app.name,
                 app.version,
+                app.kind,
                 &app.component[..12],
                 if app.nodes.is_empty() {
                     "no node yet".to_string()

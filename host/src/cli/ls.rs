@@ -46,7 +46,11 @@ impl Ls {
                     format!("v{}", a.version),
                     a.component[..12.min(a.component.len())].to_string(),
                     route,
-                    a.status.clone(),
+                    if a.kind == "-" {
+                        a.status.clone()
+                    } else {
+                        format!("{} ({})", a.status, a.kind)
+                    },
                     a.replicas.clone(),
                     nodes.join(","),
                     a.requests.to_string(),

@@ -8,6 +8,7 @@ mod keygen;
 mod logs;
 mod ls;
 mod manifest;
+mod mesh_sim;
 mod new;
 mod nodes;
 mod rm;
@@ -36,6 +37,8 @@ enum Command {
     Ls(ls::Ls),
     Nodes(nodes::Nodes),
     Keygen(keygen::Keygen),
+    #[command(hide = true)]
+    MeshSim(mesh_sim::MeshSim),
     Rm(rm::Rm),
     Logs(logs::Logs),
     Status(status::Status),
@@ -52,6 +55,7 @@ impl Cli {
             Command::Ls(verb) => verb.execute(),
             Command::Nodes(verb) => verb.execute(),
             Command::Keygen(verb) => verb.execute(),
+            Command::MeshSim(verb) => verb.execute(),
             Command::Rm(verb) => verb.execute(),
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),

@@ -19,6 +19,7 @@ pub(crate) mod metrics;
 pub(crate) mod peer;
 pub mod placement;
 pub(crate) mod readiness;
+pub(crate) mod sim;
 pub(crate) mod sync;
 pub mod transport;
 
