@@ -5,6 +5,9 @@
 # server (no Wasm: the ceiling), loads each in turns on loopback with wrk,
 # and prints req/s, p50, p99 and the ratios. Rounds alternate between the
 # systems so a noisy machine hurts them alike; the table gives medians.
+# Beside them, a mesh of two `shoal host`s serves the same hello from one
+# node: loaded directly, and through the other node, which forwards; the
+# difference is what forwarding costs (MESH=0 skips it).
 #
 #   bench/run.sh                      # 3 rounds of 10 s at 8 and 64 connections
 #   ROUNDS=5 DURATION=20s bench/run.sh
@@ -71,18 +74,46 @@ fi
 SYSTEMS+=(hyper)
 start hyper "$BIN/hyper-hello" 127.0.0.1:0
 
+if [ "${MESH:-1}" != 0 ]; then
+  "$BIN/shoal" keygen "$WORK/cluster.key" 2>/dev/null
+  mesh_host() { # NAME [--join ADDR]
+    local name="$1"; shift
+    start "$name" env SHOAL_LOG=warn "$BIN/shoal" host --data-dir "$WORK/$name" --name "$name" \
+      --listen 127.0.0.1:0 --admin 127.0.0.1:0 --gossip 127.0.0.1:0 --cluster-key-file "$WORK/cluster.key" "$@"
+    for _ in $(seq 100); do grep -q 'admin API on' "$WORK/$name.log" && break; sleep 0.1; done
+  }
+  mesh_host m1
+  mesh_host m2 --join "$(sed -n 's/^gossip on \([0-9.:]*\) .*/\1/p' "$WORK/m1.log")"
+  ADMIN_m1="$(sed -n 's|^admin API on http://\([0-9.:]*\)/|\1|p' "$WORK/m1.log")"
+  for _ in $(seq 100); do
+    [ "$(curl -sf "http://$ADMIN_m1/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"])')" = 2 ] && break
+    sleep 0.1
+  done
+  "$BIN/shoal" deploy "$COMPONENT" --name hello --admin "http://$ADMIN_m1" >/dev/null 2>&1
+  for _ in $(seq 200); do
+    holder="$(curl -sf "http://$ADMIN_m1/v1/apps/hello" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["nodes"][0] if sorted(v["ready_on"]) == v["nodes"] else "")')"
+    [ -n "$holder" ] && break
+    sleep 0.1
+  done
+  [ -n "$holder" ] || { echo "bench: the mesh never got hello ready" >&2; exit 1; }
+  if [ "$holder" = m1 ]; then other=m2; else other=m1; fi
+  ADDR_direct="$(eval echo "\$ADDR_$holder")"; URL_direct=/hello
+  ADDR_forwarded="$(eval echo "\$ADDR_$other")"; URL_forwarded=/hello
+  SYSTEMS+=(direct forwarded)
+fi
+
+# url SYSTEM: where to load it.
+url() { local a="ADDR_$1" p="URL_$1"; echo "http://${!a}${!p:-$URL_PATH}"; }
 for system in "${SYSTEMS[@]}"; do
-  addr_var="ADDR_$system"
-  curl -sf "http://${!addr_var}$URL_PATH" >/dev/null || { echo "bench: $system does not answer" >&2; exit 1; }
-  wrk -t"$THREADS" -c8 -d2s "http://${!addr_var}$URL_PATH" >/dev/null   # warm-up
+  curl -sf "$(url "$system")" >/dev/null || { echo "bench: $system does not answer" >&2; exit 1; }
+  wrk -t"$THREADS" -c8 -d2s "$(url "$system")" >/dev/null   # warm-up
 done
 
 RESULTS="$WORK/results.tsv"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
     for system in "${SYSTEMS[@]}"; do
-      addr_var="ADDR_$system"
-      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "http://${!addr_var}$URL_PATH")"
+      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$(url "$system")")"
       errors="$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')"
       echo "$out" | awk -v s="$system" -v c="$conns" -v r="$round" -v e="$errors" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
@@ -110,7 +141,8 @@ print(f"{'conns':>5}  {'system':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs 
 for conns in sorted({c for _, c in med}):
     base = med.get(("wasmtime", conns))
     ceil = med.get(("hyper", conns))
-    for system, label in (("shoal", "shoal run"), ("sdk", "shoal run, sdk"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)")):
+    for system, label in (("shoal", "shoal run"), ("sdk", "shoal run, sdk"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)"),
+                          ("direct", "mesh, holder"), ("forwarded", "mesh, forwarded")):
         if (system, conns) not in med: continue
         rps, p50, p99 = med[(system, conns)]
         ratio = f"{rps / base[0]:.2f}x" if base else "-"
@@ -120,6 +152,11 @@ for conns in sorted({c for _, c in med}):
     if ("sdk", conns) in med and ("shoal", conns) in med:
         overhead = med[("shoal", conns)][0] / med[("sdk", conns)][0] - 1
         print(f"sdk per-request time over raw bindings at {conns} connections: {100 * overhead:+.1f}%")
+for conns in sorted({c for _, c in med}):
+    if ("direct", conns) in med and ("forwarded", conns) in med:
+        d, f = med[("direct", conns)], med[("forwarded", conns)]
+        print(f"forwarding adds {f[1] - d[1]:+.2f} ms at p50 and {f[2] - d[2]:+.2f} ms at p99 at {conns} connections "
+              f"({f[0] / d[0]:.2f}x the holder's req/s)")
 for (system, conns), errs in sorted(errors.items()):
     print(f"note: {system} at {conns} connections reported: {errs[0]}")
 PY

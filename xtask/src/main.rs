@@ -6,6 +6,8 @@
 //! - `test`: formatting, clippy, the runtime's dependency rule, then every
 //!   test of the workspace (unit and end-to-end).
 //! - `bench`: the benchmark harness, `bench/run.sh`.
+//! - `mesh-sim [ARGS...]`: the mesh simulation (100 nodes, 1,000 apps by
+//!   default), `shoal mesh-sim` built in release.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -16,7 +18,23 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("bench") => run(Command::new("bash").arg(root().join("bench/run.sh"))),
-        _ => Err("usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | bench>".into()),
+        Some("mesh-sim") => run(cargo()
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "shoal-host",
+                "--bin",
+                "shoal",
+                "--",
+                "mesh-sim",
+            ])
+            .args(&args[1..])),
+        _ => Err(
+            "usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | bench | mesh-sim [ARGS...]>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -241,3 +241,37 @@ fn node_name(given: Option<String>, data_dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot record the node name in `{}`", path.display()))?;
     Ok(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_made_only_for_a_mesh_founded_on_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        let open: SocketAddr = "10.1.2.3:7946".parse().unwrap();
+        let refused = cluster_key(None, dir.path(), false, open)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("shoal keygen"), "{refused}");
+        let refused = cluster_key(None, dir.path(), true, loopback)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("--cluster-key-file"), "{refused}");
+        assert!(!dir.path().join("cluster.key").exists());
+        let made = cluster_key(None, dir.path(), false, loopback).unwrap();
+        // Made once, then reused, on any address.
+        let again = cluster_key(None, dir.path(), true, open).unwrap();
+        assert_eq!(made.to_hex(), again.to_hex());
+    }
+
+    #[test]
+    fn node_names_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = node_name(None, dir.path()).unwrap();
+        assert_eq!(node_name(None, dir.path()).unwrap(), first);
+        assert_eq!(node_name(Some("n1".into()), dir.path()).unwrap(), "n1");
+        assert!(node_name(Some("a b".into()), dir.path()).is_err());
+    }
+}

@@ -16,7 +16,7 @@
 //! node that still keeps it agree.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -59,6 +59,8 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Desired {
     records: BTreeMap<String, Record>,
+    /// The snapshot, computed on first use after a change.
+    snapshot: OnceLock<Arc<Snapshot>>,
 }
 
 impl Desired {
@@ -77,6 +79,7 @@ impl Desired {
             Some(known) if !record.supersedes(known) => false,
             _ => {
                 self.records.insert(record.name.clone(), record);
+                self.snapshot = OnceLock::new();
                 true
             }
         }
@@ -113,11 +116,18 @@ impl Desired {
         let old = self.records.len();
         self.records
             .retain(|_, r| r.spec.is_some() || r.at >= before);
+        self.snapshot = OnceLock::new();
         old - self.records.len()
     }
 
-    /// The digest and the sorted live apps.
+    /// The digest and the sorted live apps (computed once per state).
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .get_or_init(|| self.compute_snapshot())
+            .clone()
+    }
+
+    fn compute_snapshot(&self) -> Arc<Snapshot> {
         let mut hasher = Sha256::new();
         let mut apps = Vec::new();
         for (record, _) in self.apps() {

@@ -1,10 +1,14 @@
-//! The cluster key: 32 random bytes every member of a mesh shares. Gossip
-//! datagrams and peer HTTP answers are sealed under it with
-//! XChaCha20-Poly1305 (the `chacha20poly1305` crate), and peer requests
-//! carry a sealed, timestamped token. A sub-key is derived per purpose
-//! (sha256 of the key, a zero byte and the purpose), so a gossip packet
-//! can never be replayed as a peer answer or the other way round.
+//! The cluster key: 32 random bytes that every member of a mesh shares.
+//!
+//! Gossip datagrams and peer HTTP bodies are sealed under it with
+//! XChaCha20-Poly1305, and every peer HTTP request carries a sealed,
+//! timestamped token naming its method and path. Each use ("purpose") gets
+//! its own sub-key, so a message sealed for one purpose never opens as
+//! another. The key never appears in logs or `Debug` output: its
+//! [`fingerprint`](ClusterKey::fingerprint) stands in for it.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,127 +17,256 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
-/// How far a peer token's clock may be from ours.
-const TOKEN_SKEW_SECS: u64 = 120;
-const NONCE: usize = 24;
+/// Length of the random nonce prepended to every sealed message.
+pub const NONCE_LEN: usize = 24;
+/// Length of the Poly1305 tag appended to every sealed message.
+pub const TAG_LEN: usize = 16;
+/// What sealing adds to a message: nonce and tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
-/// Why a key or a sealed message was refused.
+/// The purpose gossip datagrams are sealed for.
+pub const GOSSIP: &str = "gossip";
+/// The purpose peer HTTP bodies are sealed for.
+pub const PEER_HTTP: &str = "peer-http";
+/// The purpose of peer request tokens. Kept apart from [`PEER_HTTP`] so that
+/// a sealed body seen on the wire can never be replayed as a token.
+const PEER_TOKEN: &str = "peer-token";
+
+/// How far a peer token's timestamp may be from this node's clock.
+const TOKEN_MAX_SKEW_SECS: u64 = 120;
+
+/// Why a cluster key, a sealed message or a peer token was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
+    #[error("cluster key is not 64 hex characters ({problem}); make a new one with `shoal keygen`")]
+    Malformed { problem: String },
     #[error(
-        "cluster key file `{path}` cannot be read ({source}); pass the file of an existing member, or make one with `shoal keygen FILE`"
+        "cluster key file `{}` is not 64 hex characters ({problem}); make a new one with `shoal keygen FILE`",
+        .path.display()
+    )]
+    MalformedFile { path: PathBuf, problem: String },
+    #[error(
+        "cannot read cluster key file `{}`; copy it from a member of the mesh, or make a new one with `shoal keygen FILE`",
+        .path.display()
     )]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(
-        "cluster key file `{path}` cannot be written ({source}); choose another path, or remove the old file if it is yours"
+        "cluster key file `{}` already exists; use it with `--cluster-key-file {}`, or remove it first",
+        .path.display(), .path.display()
+    )]
+    Exists { path: PathBuf },
+    #[error(
+        "cannot write cluster key file `{}`; check that its folder exists and is writable",
+        .path.display()
     )]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("a cluster key is 64 hex characters; make one with `shoal keygen FILE`")]
-    Malformed,
-    #[error("not sealed with this mesh's cluster key (or altered on the way)")]
-    Unsealed,
-    #[error("peer token is malformed")]
-    BadToken,
-    #[error("peer token is for another request")]
-    WrongRequest,
-    #[error("peer token is {0} s away from this node's clock; keep members' clocks in sync (NTP)")]
-    Stale(u64),
+    #[error(
+        "`{purpose}` message failed authentication (altered, or sealed under another cluster key); check that every member uses the same `--cluster-key-file`"
+    )]
+    Unsealed { purpose: &'static str },
+    #[error("peer token is malformed ({problem}); is the caller a shoal node of the same version?")]
+    BadToken { problem: &'static str },
+    #[error("peer token was issued for `{issued}`, not for `{expected}`")]
+    WrongRequest { issued: String, expected: String },
+    #[error(
+        "peer token is {skew_secs} s away from this node's clock (at most {TOKEN_MAX_SKEW_SECS} s allowed); keep members' clocks in sync (NTP)"
+    )]
+    Stale { skew_secs: u64 },
 }
 
+/// The shared secret of a mesh, with its per-purpose ciphers ready.
+///
+/// Cloning is cheap. `Debug` shows the fingerprint, never the key.
 #[derive(Clone)]
 pub struct ClusterKey {
     bytes: [u8; 32],
+    // Derived once here: gossip seals thousands of datagrams a second, and
+    // a derivation costs a SHA-256 plus a key setup each time.
+    gossip: XChaCha20Poly1305,
+    peer_http: XChaCha20Poly1305,
+    peer_token: XChaCha20Poly1305,
 }
 
-impl std::fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClusterKey({})", self.fingerprint())
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClusterKey")
+            .field(&format_args!("fingerprint {}", self.fingerprint()))
+            .finish()
     }
 }
 
 impl ClusterKey {
+    /// A new random key from the operating system's generator.
     pub fn generate() -> ClusterKey {
         let mut bytes = [0u8; 32];
-        // The OS random source only fails on a broken system.
-        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        ClusterKey { bytes }
+        fill_random(&mut bytes);
+        ClusterKey::from_bytes(bytes)
     }
 
+    fn from_bytes(bytes: [u8; 32]) -> ClusterKey {
+        ClusterKey {
+            gossip: derive_cipher(&bytes, GOSSIP),
+            peer_http: derive_cipher(&bytes, PEER_HTTP),
+            peer_token: derive_cipher(&bytes, PEER_TOKEN),
+            bytes,
+        }
+    }
+
+    /// Parses 64 hex characters; surrounding whitespace (a trailing newline)
+    /// is ignored.
     pub fn from_hex(text: &str) -> Result<ClusterKey, KeyError> {
-        let decoded = hex::decode(text.trim()).map_err(|_| KeyError::Malformed)?;
-        let bytes: [u8; 32] = decoded.try_into().map_err(|_| KeyError::Malformed)?;
-        Ok(ClusterKey { bytes })
+        parse_hex(text).map_err(|problem| KeyError::Malformed { problem })
     }
 
+    /// The 64 lowercase hex characters of the key. Secret: never log it.
     pub fn to_hex(&self) -> String {
         hex::encode(self.bytes)
     }
 
+    /// Reads a key file written by [`create`](ClusterKey::create) (or any
+    /// file holding the 64 hex characters).
     pub fn load(path: &Path) -> Result<ClusterKey, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        ClusterKey::from_hex(&text)
+        parse_hex(&text).map_err(|problem| KeyError::MalformedFile {
+            path: path.to_path_buf(),
+            problem,
+        })
     }
 
-    /// Makes a new key in `path` (mode 0600); never overwrites.
+    /// Makes a new key and writes it to `path` (mode 0600, hex and a
+    /// newline, synced to disk). Never overwrites an existing file.
     pub fn create(path: &Path) -> Result<ClusterKey, KeyError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let key = ClusterKey::generate();
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            file.write_all(format!("{}\n", key.to_hex()).as_bytes())?;
-            file.sync_all()
-        };
-        write().map_err(|source| KeyError::Write {
-            path: path.to_path_buf(),
-            source,
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                KeyError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
+        file.write_all(format!("{}\n", key.to_hex()).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|source| KeyError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        tracing::debug!(path = %path.display(), fingerprint = %key.fingerprint(), "cluster key created");
         Ok(key)
     }
 
-    /// Safe to show: names the key without revealing it.
+    /// Names the key without revealing it: the first 12 hex characters of
+    /// `sha256("shoal fingerprint" || key)`. Safe to log and show.
     pub fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(b"shoal fingerprint");
-        hasher.update(self.bytes);
-        hex::encode(&hasher.finalize()[..6])
+        let digest = Sha256::new()
+            .chain_update(b"shoal fingerprint")
+            .chain_update(self.bytes)
+            .finalize();
+        hex::encode(&digest[..6])
     }
 
-    fn cipher(&self, purpose: &str) -> XChaCha20Poly1305 {
-        let mut hasher = Sha256::new();
-        hasher.update(self.bytes);
-        hasher.update([0]);
-        hasher.update(purpose.as_bytes());
-        XChaCha20Poly1305::new(&hasher.finalize())
+    fn cipher(&self, purpose: &'static str) -> Cow<'_, XChaCha20Poly1305> {
+        match purpose {
+            GOSSIP => Cow::Borrowed(&self.gossip),
+            PEER_HTTP => Cow::Borrowed(&self.peer_http),
+            PEER_TOKEN => Cow::Borrowed(&self.peer_token),
+            other => Cow::Owned(derive_cipher(&self.bytes, other)),
+        }
     }
 
-    /// Nonce (random, 24 bytes) then ciphertext; `purpose` is bound in.
+    /// Seals `plaintext` for `purpose`: a random 24-byte nonce, then the
+    /// XChaCha20-Poly1305 ciphertext and tag under the purpose's sub-key,
+    /// with the purpose also bound in as associated data.
     pub fn seal(&self, purpose: &'static str, plaintext: &[u8]) -> Vec<u8> {
-        Sealer::new(self, purpose).seal(plaintext)
+        self.seal_with_aad(purpose, purpose.as_bytes(), plaintext)
     }
 
+    /// Opens what [`seal`](ClusterKey::seal) made for the same purpose.
     pub fn open(&self, purpose: &'static str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
-        Sealer::new(self, purpose).open(sealed)
+        self.open_with_aad(purpose, purpose.as_bytes(), sealed)
     }
 
-    /// A header value authenticating one peer HTTP request.
+    /// [`seal`](ClusterKey::seal) with caller-chosen associated data, e.g. a
+    /// wire format's version tag, so that it is authenticated too.
+    pub fn seal_with_aad(&self, purpose: &'static str, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let ciphertext = self
+            .cipher(purpose)
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            // XChaCha20 refuses only messages past 256 GiB.
+            .expect("a message to seal is under 256 GiB");
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    /// Opens what [`seal_with_aad`](ClusterKey::seal_with_aad) made with the
+    /// same purpose and associated data.
+    pub fn open_with_aad(
+        &self,
+        purpose: &'static str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(KeyError::Unsealed { purpose });
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher(purpose)
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| KeyError::Unsealed { purpose })
+    }
+
+    /// A header value authenticating one peer HTTP request:
+    /// hex of the sealed `"{unix_secs} {method} {path}"`.
     pub fn peer_token(&self, method: &str, path: &str) -> String {
-        let now = unix_now();
-        hex::encode(self.seal("peer-token", format!("{now} {method} {path}").as_bytes()))
+        self.peer_token_at(method, path, unix_now())
     }
 
+    fn peer_token_at(&self, method: &str, path: &str, now: u64) -> String {
+        hex::encode(self.seal(PEER_TOKEN, format!("{now} {method} {path}").as_bytes()))
+    }
+
+    /// Accepts a token made by [`peer_token`](ClusterKey::peer_token) under
+    /// this key, for this method and path, within 120 s of this node's clock
+    /// (either way).
     pub fn verify_peer_token(&self, token: &str, method: &str, path: &str) -> Result<(), KeyError> {
         self.verify_peer_token_at(token, method, path, unix_now())
     }
@@ -145,77 +278,84 @@ impl ClusterKey {
         path: &str,
         now: u64,
     ) -> Result<(), KeyError> {
-        let sealed = hex::decode(token).map_err(|_| KeyError::BadToken)?;
-        let text =
-            String::from_utf8(self.open("peer-token", &sealed)?).map_err(|_| KeyError::BadToken)?;
+        let sealed =
+            hex::decode(token.trim()).map_err(|_| KeyError::BadToken { problem: "not hex" })?;
+        let opened = self.open(PEER_TOKEN, &sealed)?;
+        let text = std::str::from_utf8(&opened).map_err(|_| KeyError::BadToken {
+            problem: "not UTF-8",
+        })?;
+        // A method has no space; the path takes the rest.
         let mut parts = text.splitn(3, ' ');
-        let secs: u64 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or(KeyError::BadToken)?;
-        if parts.next() != Some(method) || parts.next() != Some(path) {
-            return Err(KeyError::WrongRequest);
+        let issued_at: u64 =
+            parts
+                .next()
+                .and_then(|secs| secs.parse().ok())
+                .ok_or(KeyError::BadToken {
+                    problem: "no timestamp",
+                })?;
+        let (Some(issued_method), Some(issued_path)) = (parts.next(), parts.next()) else {
+            return Err(KeyError::BadToken {
+                problem: "no method and path",
+            });
+        };
+        if issued_method != method || issued_path != path {
+            return Err(KeyError::WrongRequest {
+                issued: format!("{issued_method} {issued_path}"),
+                expected: format!("{method} {path}"),
+            });
         }
-        let skew = now.abs_diff(secs);
-        if skew > TOKEN_SKEW_SECS {
-            return Err(KeyError::Stale(skew));
+        let skew_secs = now.abs_diff(issued_at);
+        if skew_secs > TOKEN_MAX_SKEW_SECS {
+            return Err(KeyError::Stale { skew_secs });
         }
         Ok(())
     }
 }
 
-/// A cipher for one purpose, kept to seal or open many messages.
-pub struct Sealer {
-    cipher: XChaCha20Poly1305,
-    purpose: &'static str,
+/// The sub-key for `purpose` is `sha256(key || 0x00 || purpose)`. The key is
+/// 32 uniformly random secret bytes and every input has that fixed-length
+/// prefix, so the hash acts as a PRF keyed by the cluster key (the role HKDF
+/// plays, without another dependency); the zero byte and fixed key length make
+/// the input unambiguous, so distinct purposes give independent sub-keys.
+/// Length extension does not apply: sub-keys are never revealed.
+fn derive_cipher(key: &[u8; 32], purpose: &str) -> XChaCha20Poly1305 {
+    let subkey = Sha256::new()
+        .chain_update(key)
+        .chain_update([0u8])
+        .chain_update(purpose.as_bytes())
+        .finalize();
+    XChaCha20Poly1305::new(&subkey)
 }
 
-impl Sealer {
-    pub fn new(key: &ClusterKey, purpose: &'static str) -> Sealer {
-        Sealer {
-            cipher: key.cipher(purpose),
-            purpose,
+fn parse_hex(text: &str) -> Result<ClusterKey, String> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return Err(format!("found {} characters", text.chars().count()));
+    }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes).map_err(|error| match error {
+        hex::FromHexError::InvalidHexCharacter { c, index } => {
+            format!(
+                "`{}` at position {} is not a hex digit",
+                c.escape_debug(),
+                index + 1
+            )
         }
-    }
+        other => other.to_string(),
+    })?;
+    Ok(ClusterKey::from_bytes(bytes))
+}
 
-    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE];
-        getrandom::fill(&mut nonce).expect("the operating system's random source failed");
-        let payload = Payload {
-            msg: plaintext,
-            aad: self.purpose.as_bytes(),
-        };
-        // Encryption fails only for messages over 256 GiB.
-        let ciphertext = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), payload)
-            .expect("message too long to seal");
-        let mut sealed = Vec::with_capacity(NONCE + ciphertext.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        sealed
-    }
-
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
-        if sealed.len() < NONCE + 16 {
-            return Err(KeyError::Unsealed);
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: self.purpose.as_bytes(),
-        };
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .map_err(|_| KeyError::Unsealed)
-    }
+fn fill_random(buf: &mut [u8]) {
+    // Fails only when the OS has no entropy source at all; nothing sensible
+    // can run on such a system.
+    getrandom::fill(buf).expect("the operating system's random number generator failed");
 }
 
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]
@@ -223,70 +363,190 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_round_trip_and_bad_ones_are_refused() {
+    fn hex_round_trips_and_whitespace_is_trimmed() {
         let key = ClusterKey::generate();
-        let again = ClusterKey::from_hex(&format!(" {}\n", key.to_hex())).unwrap();
-        assert_eq!(key.to_hex(), again.to_hex());
-        assert_eq!(key.fingerprint().len(), 12);
-        assert!(!format!("{key:?}").contains(&key.to_hex()));
-        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(62)] {
-            assert!(
-                matches!(ClusterKey::from_hex(bad), Err(KeyError::Malformed)),
-                "{bad}"
-            );
-        }
+        let hex = key.to_hex();
+        assert_eq!(hex.len(), 64);
+        let again = ClusterKey::from_hex(&format!("  {hex}\n")).unwrap();
+        assert_eq!(again.to_hex(), hex);
+        assert_eq!(again.fingerprint(), key.fingerprint());
+        assert_ne!(ClusterKey::generate().to_hex(), hex);
     }
 
     #[test]
-    fn create_writes_a_private_file_once() {
-        use std::os::unix::fs::PermissionsExt;
+    fn bad_hex_is_refused_with_the_reason_and_the_fix() {
+        let long = "a".repeat(66);
+        let cases = [
+            ("", "found 0 characters"),
+            ("abc", "found 3 characters"),
+            (long.as_str(), "found 66 characters"),
+        ];
+        for (text, problem) in cases {
+            let message = ClusterKey::from_hex(text).unwrap_err().to_string();
+            assert!(message.contains(problem), "{message}");
+            assert!(message.contains("shoal keygen"), "{message}");
+        }
+        let mut bad = "0".repeat(63);
+        bad.push('g');
+        let message = ClusterKey::from_hex(&bad).unwrap_err().to_string();
+        assert!(message.contains("`g` at position 64"), "{message}");
+    }
+
+    #[test]
+    fn debug_shows_the_fingerprint_not_the_key() {
+        let key = ClusterKey::generate();
+        let fingerprint = key.fingerprint();
+        assert_eq!(fingerprint.len(), 12);
+        assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!key.to_hex().starts_with(&fingerprint));
+        let debug = format!("{key:?}");
+        assert!(debug.contains(&fingerprint), "{debug}");
+        assert!(!debug.contains(&key.to_hex()[..16]), "{debug}");
+    }
+
+    #[test]
+    fn create_writes_a_private_file_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cluster.key");
         let key = ClusterKey::create(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", key.to_hex())
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         assert_eq!(ClusterKey::load(&path).unwrap().to_hex(), key.to_hex());
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let error = ClusterKey::create(&path).unwrap_err().to_string();
-        assert!(error.contains("cannot be written"), "{error}");
-        let missing = ClusterKey::load(&dir.path().join("nope"))
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("shoal keygen"), "{missing}");
+
+        let error = ClusterKey::create(&path).unwrap_err();
+        assert!(matches!(error, KeyError::Exists { .. }), "{error}");
+        assert!(error.to_string().contains("cluster.key"), "{error}");
+        assert_eq!(ClusterKey::load(&path).unwrap().to_hex(), key.to_hex());
     }
 
     #[test]
-    fn sealed_messages_open_only_with_the_key_and_purpose() {
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.key");
+        let error = ClusterKey::load(&missing).unwrap_err();
+        assert!(matches!(error, KeyError::Read { .. }), "{error}");
+        assert!(error.to_string().contains("missing.key"), "{error}");
+
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "abcd\n").unwrap();
+        let message = ClusterKey::load(&short).unwrap_err().to_string();
+        assert!(message.contains("short.key"), "{message}");
+        assert!(message.contains("found 4 characters"), "{message}");
+
+        let error = ClusterKey::create(&dir.path().join("no-dir/cluster.key")).unwrap_err();
+        assert!(matches!(error, KeyError::Write { .. }), "{error}");
+    }
+
+    #[test]
+    fn sealed_messages_open_with_the_same_key_and_purpose_only() {
         let key = ClusterKey::generate();
-        let sealed = key.seal("gossip", b"hello");
-        assert_eq!(key.open("gossip", &sealed).unwrap(), b"hello");
-        assert!(key.open("peer-http", &sealed).is_err());
-        assert!(ClusterKey::generate().open("gossip", &sealed).is_err());
-        let mut tampered = sealed.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert!(key.open("gossip", &tampered).is_err());
-        assert!(key.open("gossip", b"short").is_err());
+        for purpose in [GOSSIP, PEER_HTTP, "other"] {
+            let sealed = key.seal(purpose, b"hello mesh");
+            assert_eq!(sealed.len(), b"hello mesh".len() + SEAL_OVERHEAD);
+            assert_eq!(key.open(purpose, &sealed).unwrap(), b"hello mesh");
+            // A clone (and a key parsed from the same hex) opens it too.
+            let same = ClusterKey::from_hex(&key.to_hex()).unwrap();
+            assert_eq!(same.clone().open(purpose, &sealed).unwrap(), b"hello mesh");
+        }
+        let sealed = key.seal(GOSSIP, b"hello mesh");
+        assert!(key.open(PEER_HTTP, &sealed).is_err());
+        let error = ClusterKey::generate().open(GOSSIP, &sealed).unwrap_err();
+        assert!(
+            matches!(error, KeyError::Unsealed { purpose: GOSSIP }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--cluster-key-file"), "{error}");
+        // Fresh nonces: the same message seals differently each time.
+        assert_ne!(key.seal(GOSSIP, b"hello mesh"), sealed);
+        assert!(key.open(GOSSIP, &sealed[..SEAL_OVERHEAD - 1]).is_err());
+        assert_eq!(key.open(GOSSIP, &key.seal(GOSSIP, b"")).unwrap(), b"");
+    }
+
+    #[test]
+    fn any_altered_byte_fails_to_open() {
+        let key = ClusterKey::generate();
+        let sealed = key.seal(GOSSIP, b"state");
+        for index in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[index] ^= 0x01;
+            assert!(key.open(GOSSIP, &tampered).is_err(), "byte {index}");
+        }
+        let sealed = key.seal_with_aad(GOSSIP, b"SHG1", b"state");
+        assert_eq!(
+            key.open_with_aad(GOSSIP, b"SHG1", &sealed).unwrap(),
+            b"state"
+        );
+        assert!(key.open_with_aad(GOSSIP, b"SHG2", &sealed).is_err());
+        assert!(key.open(GOSSIP, &sealed).is_err());
     }
 
     #[test]
     fn peer_tokens_name_one_request_at_one_time() {
         let key = ClusterKey::generate();
-        let token = key.peer_token("GET", "/v1/peer/records");
-        key.verify_peer_token(&token, "GET", "/v1/peer/records")
-            .unwrap();
-        assert!(matches!(
-            key.verify_peer_token(&token, "GET", "/v1/peer/components/x"),
-            Err(KeyError::WrongRequest)
-        ));
-        assert!(
-            ClusterKey::generate()
-                .verify_peer_token(&token, "GET", "/v1/peer/records")
-                .is_err()
-        );
-        let later = unix_now() + 600;
-        assert!(matches!(
-            key.verify_peer_token_at(&token, "GET", "/v1/peer/records", later),
-            Err(KeyError::Stale(_))
-        ));
-        assert!(key.verify_peer_token("zz", "GET", "/").is_err());
+        let path = "/v1/peer/components/hello";
+        let token = key.peer_token("GET", path);
+        key.verify_peer_token(&token, "GET", path).unwrap();
+
+        let error = key
+            .verify_peer_token(&token, "GET", "/v1/peer/records")
+            .unwrap_err();
+        assert!(matches!(error, KeyError::WrongRequest { .. }), "{error}");
+        let error = key.verify_peer_token(&token, "PUT", path).unwrap_err();
+        assert!(matches!(error, KeyError::WrongRequest { .. }), "{error}");
+
+        let error = ClusterKey::generate()
+            .verify_peer_token(&token, "GET", path)
+            .unwrap_err();
+        assert!(matches!(error, KeyError::Unsealed { .. }), "{error}");
+
+        // A sealed peer HTTP body is not a token, even with a token's text.
+        let body =
+            hex::encode(key.seal(PEER_HTTP, format!("{} GET {path}", unix_now()).as_bytes()));
+        assert!(key.verify_peer_token(&body, "GET", path).is_err());
+
+        for bad in ["", "zz", "00ff"] {
+            assert!(key.verify_peer_token(bad, "GET", path).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn peer_tokens_expire_after_two_minutes_either_way() {
+        let key = ClusterKey::generate();
+        let issued = 1_700_000_000;
+        let token = key.peer_token_at("GET", "/v1/peer/records", issued);
+        for now in [issued, issued + 120, issued - 120] {
+            key.verify_peer_token_at(&token, "GET", "/v1/peer/records", now)
+                .unwrap();
+        }
+        for now in [issued + 121, issued - 121, 0] {
+            let error = key
+                .verify_peer_token_at(&token, "GET", "/v1/peer/records", now)
+                .unwrap_err();
+            assert!(matches!(error, KeyError::Stale { .. }), "{error}");
+            assert!(error.to_string().contains("NTP"), "{error}");
+        }
+    }
+
+    #[test]
+    fn malformed_token_text_is_refused() {
+        let key = ClusterKey::generate();
+        for text in ["", "soon GET /", "1700000000", "1700000000 GET"] {
+            let token = hex::encode(key.seal(PEER_TOKEN, text.as_bytes()));
+            let error = key
+                .verify_peer_token_at(&token, "GET", "/", 1_700_000_000)
+                .unwrap_err();
+            assert!(
+                matches!(error, KeyError::BadToken { .. }),
+                "{text:?}: {error}"
+            );
+        }
     }
 }

@@ -60,15 +60,42 @@ pub(crate) struct SimReport {
     pub leave_moved: f64,
     pub join_converged: Duration,
     pub join_moved: f64,
+    /// Mean share moved over many leaves and joins of the converged mesh,
+    /// computed with the same placement (one live leave and join swing by
+    /// about half a point either way).
+    pub mean_leave_moved: f64,
+    pub mean_join_moved: f64,
+    pub trials: usize,
 }
 
 struct SimNode {
     name: String,
     membership: Membership,
     desired: Mutex<Desired>,
+    answer: Mutex<Option<Answer>>,
 }
 
+/// A peer's answer to a pull: its records and their size as JSON, kept
+/// while its state does not change (a real node would serialise anew).
+type Answer = (String, Arc<Vec<Record>>, u64);
+
 impl SimNode {
+    /// What a pull from this node gets, and its size on the wire.
+    fn answer(&self) -> (Arc<Vec<Record>>, u64) {
+        let desired = self.desired.lock().unwrap_or_else(|e| e.into_inner());
+        let digest = desired.snapshot().digest.clone();
+        let mut answer = self.answer.lock().unwrap_or_else(|e| e.into_inner());
+        match answer.as_ref() {
+            Some((known, records, bytes)) if *known == digest => (records.clone(), *bytes),
+            _ => {
+                let records: Arc<Vec<Record>> = Arc::new(desired.records().cloned().collect());
+                let bytes = serde_json::to_vec(&*records).map_or(0, |b| b.len() as u64);
+                *answer = Some((digest, records.clone(), bytes));
+                (records, bytes)
+            }
+        }
+    }
+
     fn digest(&self) -> String {
         self.desired
             .lock()
@@ -136,6 +163,7 @@ impl Sim {
             name,
             membership,
             desired: Mutex::new(Desired::default()),
+            answer: Mutex::new(None),
         });
         self.nodes
             .lock()
@@ -168,16 +196,31 @@ impl Sim {
             .iter()
             .all(|n| n.membership.members().live().count() == live)
     }
+
+    /// Whether every node of `nodes` counts `name` live (or dead).
+    fn all_think(&self, nodes: &[Arc<SimNode>], name: &str, live: bool) -> bool {
+        nodes
+            .iter()
+            .all(|n| n.membership.members().live().any(|m| m.name == name) == live)
+    }
 }
 
 /// One node's loop: anti-entropy and readiness, as `sync` and `control`.
 async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
     let mut stable: Option<(String, Instant)> = None;
+    // Placement is recomputed only when its inputs change, as `control`
+    // would see it: the state digest and the live members.
+    let mut placed: Option<(String, Vec<String>)> = None;
     loop {
         tokio::time::sleep(sim.config.interval * 2).await;
         let members = node.membership.members();
         let mut pulls = 0;
-        for member in members.live().filter(|m| m.name != members.me) {
+        let mut peers: Vec<_> = members.live().filter(|m| m.name != members.me).collect();
+        if !peers.is_empty() {
+            let start = getrandom::u64().unwrap_or(0) as usize % peers.len();
+            peers.rotate_left(start);
+        }
+        for member in peers {
             if pulls == 2 {
                 break;
             }
@@ -189,16 +232,17 @@ async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
                 continue;
             };
             pulls += 1;
-            let records: Vec<Record> = {
-                let desired = peer.desired.lock().unwrap_or_else(|e| e.into_inner());
-                desired.records().cloned().collect()
-            };
-            let bytes = serde_json::to_vec(&records).map_or(0, |b| b.len() as u64);
+            let (records, bytes) = peer.answer();
             sim.peer_bytes
                 .fetch_add(bytes + SEAL_OVERHEAD, Ordering::Relaxed);
             let mut desired = node.desired.lock().unwrap_or_else(|e| e.into_inner());
-            for record in records {
-                desired.merge(record);
+            for record in records.iter() {
+                if desired
+                    .get(&record.name)
+                    .is_none_or(|known| record.supersedes(known))
+                {
+                    desired.merge(record.clone());
+                }
             }
         }
         let (snapshot, placement_input) = {
@@ -210,7 +254,10 @@ async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
         // for a moment (standing in for compiling).
         match &stable {
             Some((digest, since)) if *digest == snapshot.digest => {
-                if since.elapsed() >= sim.config.interval * 2 {
+                let live: Vec<String> = members.live().map(|m| m.name.clone()).collect();
+                let inputs = (snapshot.digest.clone(), live);
+                if since.elapsed() >= sim.config.interval * 2 && placed.as_ref() != Some(&inputs) {
+                    placed = Some(inputs);
                     let placement = super::place(&members, &placement_input);
                     let ready: BTreeSet<usize> = snapshot
                         .apps
@@ -300,6 +347,8 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     // 4. Balance, as node 0 computes it.
     let members = nodes[0].membership.members();
     let before = placement_of(&members, &nodes[0]);
+    anyhow::ensure!(!before.is_empty(), "nothing was placed");
+    let (mean_leave_moved, mean_join_moved, trials) = mean_movement(&members, &nodes[0]);
     let loads = before.loads();
     let max_per_node = loads.values().copied().max().unwrap_or(0);
     let mean_per_node = before.len() as f64 / n as f64;
@@ -334,7 +383,7 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     let mut with_joiner = rest.clone();
     with_joiner.push(joiner.clone());
     sim.wait("a join", || {
-        sim.all_see(&with_joiner, n) && joiner.digest() == target.digest
+        sim.all_think(&with_joiner, &joiner.name, true) && joiner.digest() == target.digest
     })
     .await?;
     let join_converged = started.elapsed();
@@ -360,7 +409,35 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
         leave_moved,
         join_converged,
         join_moved,
+        mean_leave_moved,
+        mean_join_moved,
+        trials,
     })
+}
+
+/// Mean share of placements moved by removing each of some members, and by
+/// adding as many new ones, one at a time.
+fn mean_movement(members: &Members, node: &SimNode) -> (f64, f64, usize) {
+    let desired = node
+        .desired
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let base = super::place(members, &desired);
+    let names: Vec<String> = members.live().map(|m| m.name.clone()).collect();
+    let trials = names.len().min(20);
+    let (mut leave, mut join) = (0.0, 0.0);
+    for t in 0..trials {
+        let mut fewer = members.clone();
+        fewer.all.remove(&names[t * names.len() / trials]);
+        leave += super::place(&fewer, &desired).moved_from(&base);
+        let mut more = members.clone();
+        let mut joiner = more.all.values().next().cloned().expect("a member");
+        joiner.name = format!("joiner-{t}");
+        more.all.insert(joiner.name.clone(), joiner);
+        join += super::place(&more, &desired).moved_from(&base);
+    }
+    (leave / trials as f64, join / trials as f64, trials)
 }
 
 impl std::fmt::Display for SimReport {
@@ -423,11 +500,25 @@ impl std::fmt::Display for SimReport {
             "join: all see it, it holds the state   {:>10.2?}",
             self.join_converged
         )?;
-        write!(
+        writeln!(
             f,
             "join: placements moved                 {:>9.2}%  (target <= {:.2}% = 1.5/N)",
             self.join_moved * 100.0,
             150.0 / n
+        )?;
+        writeln!(
+            f,
+            "mean of {} leaves: placements moved   {:>9.2}%  (least possible {:.2}%)",
+            self.trials,
+            self.mean_leave_moved * 100.0,
+            100.0 / n
+        )?;
+        write!(
+            f,
+            "mean of {} joins: placements moved    {:>9.2}%  (least possible {:.2}%)",
+            self.trials,
+            self.mean_join_moved * 100.0,
+            100.0 / (n + 1.0)
         )
     }
 }

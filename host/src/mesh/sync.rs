@@ -31,7 +31,15 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     loop {
         let view = node.mesh.membership.members();
         let mut pulls = 0;
-        for member in view.live().filter(|m| m.name != view.me) {
+        // Peers in a random rotation: were every node to ask the same
+        // first peers, state would spread through them alone.
+        let mut peers: Vec<_> = view.live().filter(|m| m.name != view.me).collect();
+        if !peers.is_empty() {
+            let start = getrandom::u64().unwrap_or(0) as usize % peers.len();
+            peers.rotate_left(start);
+        }
+        for member in peers {
+            // Cached until the state changes (a merge below changes it).
             let ours = node.desired().snapshot().digest.clone();
             if member.state.is_empty() || member.state == ours {
                 continue;
