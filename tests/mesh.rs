@@ -25,12 +25,7 @@ impl Mesh {
     fn start(n: usize) -> Mesh {
         let keys = tempfile::tempdir().unwrap();
         let key = keys.path().join("cluster.key");
-        let (status, _, stderr) = shoal_test_support::run_to_exit(
-            SHOAL,
-            &["keygen", key.to_str().unwrap()],
-            Duration::from_secs(10),
-        );
-        assert!(status.success(), "{stderr}");
+        keygen(&key);
         let mut mesh = Mesh {
             hosts: Vec::new(),
             dirs: Vec::new(),
@@ -93,6 +88,16 @@ impl Mesh {
             );
         }
     }
+}
+
+/// `shoal keygen FILE`.
+fn keygen(file: &Path) {
+    let (status, _, stderr) = shoal_test_support::run_to_exit(
+        SHOAL,
+        &["keygen", file.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{stderr}");
 }
 
 fn members(host: &Shoal) -> usize {
@@ -306,12 +311,7 @@ fn a_node_with_another_key_is_kept_out() {
     // Its own data dir makes its own key: it cannot join.
     let dir = tempfile::tempdir().unwrap();
     let other_key = dir.path().join("other.key");
-    let (status, _, _) = shoal_test_support::run_to_exit(
-        SHOAL,
-        &["keygen", other_key.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    assert!(status.success());
+    keygen(&other_key);
     let data = dir.path().join("data");
     let intruder = Shoal::host(
         SHOAL,

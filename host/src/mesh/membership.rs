@@ -122,6 +122,17 @@ impl Members {
     pub(crate) fn live(&self) -> impl Iterator<Item = &Member> {
         self.all.values().filter(|m| m.live)
     }
+
+    /// The other live members, in a random rotation: were every node to
+    /// ask the same first peers, state would spread through them alone.
+    pub(crate) fn peers_in_random_order(&self) -> Vec<&Member> {
+        let mut peers: Vec<&Member> = self.live().filter(|m| m.name != self.me).collect();
+        if !peers.is_empty() {
+            let start = getrandom::u64().unwrap_or(0) as usize % peers.len();
+            peers.rotate_left(start);
+        }
+        peers
+    }
 }
 
 /// A running membership: chitchat, plus a task that turns its state into

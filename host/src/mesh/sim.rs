@@ -215,12 +215,7 @@ async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
         tokio::time::sleep(sim.config.interval * 2).await;
         let members = node.membership.members();
         let mut pulls = 0;
-        let mut peers: Vec<_> = members.live().filter(|m| m.name != members.me).collect();
-        if !peers.is_empty() {
-            let start = getrandom::u64().unwrap_or(0) as usize % peers.len();
-            peers.rotate_left(start);
-        }
-        for member in peers {
+        for member in members.peers_in_random_order() {
             if pulls == 2 {
                 break;
             }

@@ -31,14 +31,7 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     loop {
         let view = node.mesh.membership.members();
         let mut pulls = 0;
-        // Peers in a random rotation: were every node to ask the same
-        // first peers, state would spread through them alone.
-        let mut peers: Vec<_> = view.live().filter(|m| m.name != view.me).collect();
-        if !peers.is_empty() {
-            let start = getrandom::u64().unwrap_or(0) as usize % peers.len();
-            peers.rotate_left(start);
-        }
-        for member in peers {
+        for member in view.peers_in_random_order() {
             // Cached until the state changes (a merge below changes it).
             let ours = node.desired().snapshot().digest.clone();
             if member.state.is_empty() || member.state == ours {
