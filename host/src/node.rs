@@ -435,13 +435,7 @@ impl Node {
         }
         let store = self.store.clone();
         let saved = news.clone();
-        tokio::task::spawn_blocking(move || {
-            for record in &saved {
-                store.put_record(record)?;
-            }
-            anyhow::Ok(())
-        })
-        .await??;
+        tokio::task::spawn_blocking(move || store.put_records(&saved)).await??;
         let count = news.len();
         for record in news {
             tracing::info!(app = %record.name, version = record.version, origin = %record.origin, removed = record.spec.is_none(), "learned from the mesh");

@@ -89,34 +89,22 @@ impl Store {
     /// that supersedes or equals it; returns whether it was saved. The check
     /// and the write are one transaction.
     pub(crate) fn put_record(&self, record: &Record) -> anyhow::Result<bool> {
-        let spec = serde_json::to_string(&record.spec)?;
+        Ok(self.put_records(std::slice::from_ref(record))? == 1)
+    }
+
+    /// [`Store::put_record`] for many, in one transaction (one sync);
+    /// returns how many were saved.
+    pub(crate) fn put_records(&self, records: &[Record]) -> anyhow::Result<usize> {
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let tx = db.transaction()?;
-        let current: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT version, origin FROM apps WHERE name = ?1",
-                params![record.name],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        if let Some((version, origin)) = current
-            && (version as u64, origin.as_str()) >= record.stamp()
-        {
-            return Ok(false);
+        let mut saved = 0;
+        for record in records {
+            if put_in(&tx, record)? {
+                saved += 1;
+            }
         }
-        tx.execute(
-            "INSERT INTO apps (name, version, origin, spec, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO UPDATE SET version = ?2, origin = ?3, spec = ?4, deployed_at = ?5",
-            params![
-                record.name,
-                record.version as i64,
-                record.origin,
-                spec,
-                record.at as i64
-            ],
-        )?;
         tx.commit()?;
-        Ok(true)
+        Ok(saved)
     }
 
     /// Every record, removals (tombstones) included, by name.
@@ -179,6 +167,34 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Saves `record` in `tx` unless what is there supersedes or equals it.
+fn put_in(tx: &rusqlite::Transaction, record: &Record) -> anyhow::Result<bool> {
+    let current: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT version, origin FROM apps WHERE name = ?1",
+            params![record.name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((version, origin)) = current
+        && (version as u64, origin.as_str()) >= record.stamp()
+    {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO apps (name, version, origin, spec, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(name) DO UPDATE SET version = ?2, origin = ?3, spec = ?4, deployed_at = ?5",
+        params![
+            record.name,
+            record.version as i64,
+            record.origin,
+            serde_json::to_string(&record.spec)?,
+            record.at as i64
+        ],
+    )?;
+    Ok(true)
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old contents or

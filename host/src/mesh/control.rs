@@ -34,6 +34,8 @@ use crate::spec::AppSpec;
 const TICK: Duration = Duration::from_millis(500);
 /// How long a failed install or fetch waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// Components copied from peers at once (beyond those placed here).
+const COPIES_AT_ONCE: usize = 4;
 /// How long an app placed elsewhere keeps being served here after its new
 /// holders are all ready: peers whose gossip lags still send it here.
 const LINGER: Duration = Duration::from_secs(2);
@@ -155,7 +157,15 @@ async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
                 jobs.handing_over.remove(&spec.name);
             }
         }
-        if !node.store.has_component(&spec.component) && !holders.contains(&me) {
+        if !node.store.has_component(&spec.component)
+            && !holders.contains(&me)
+            && jobs
+                .running
+                .keys()
+                .filter(|k| k.starts_with("copy "))
+                .count()
+                < COPIES_AT_ONCE
+        {
             let (node, sha256, origin) =
                 (node.clone(), spec.component.clone(), record.origin.clone());
             jobs.start(format!("copy {sha256}"), async move {
