@@ -13,6 +13,7 @@
 pub(crate) mod control;
 pub(crate) mod desired;
 pub(crate) mod forward;
+mod fragments;
 pub mod key;
 pub(crate) mod membership;
 pub(crate) mod metrics;

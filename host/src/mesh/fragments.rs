@@ -1,0 +1,246 @@
+//! The gossip wire format's fragments: chitchat can build a message that
+//! fills a whole UDP datagram, and the seal adds 50 bytes, so a message too
+//! big for one sealed datagram is split in two and reassembled on arrival
+//! (see `transport` for why dropping it is no fix). Each datagram:
+//! `SHG1` | nonce | sealed(message id u32 LE | fragment index u8 |
+//! fragment count u8 | chunk).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::key::{ClusterKey, GOSSIP, SEAL_OVERHEAD};
+
+/// Magic and version of the wire format; also the associated data.
+pub(super) const WIRE_TAG: &[u8; 4] = b"SHG1";
+/// The largest UDP payload over IPv4 (and the bound chitchat sizes against).
+pub(super) const MAX_DATAGRAM: usize = 65_507;
+/// Message id (u32), fragment index (u8), fragment count (u8).
+pub(super) const FRAGMENT_HEADER_LEN: usize = 6;
+/// The most of a chitchat message one datagram carries: 65,457 bytes.
+pub(super) const MAX_CHUNK: usize =
+    MAX_DATAGRAM - WIRE_TAG.len() - SEAL_OVERHEAD - FRAGMENT_HEADER_LEN;
+/// chitchat messages need at most two; more is refused as malformed.
+pub(super) const MAX_FRAGMENTS: usize = 4;
+/// Messages being reassembled at once; the oldest goes first.
+pub(super) const MAX_PARTIAL_MESSAGES: usize = 64;
+/// How long the fragments of one message wait for the rest.
+pub(super) const PARTIAL_TTL: Duration = Duration::from_secs(5);
+
+/// Splits `message` into as few chunks as fit a datagram, of even size, and
+/// seals each with its fragment header.
+pub(super) fn seal_datagrams(key: &ClusterKey, id: u32, message: &[u8]) -> Vec<Vec<u8>> {
+    let count = message.len().div_ceil(MAX_CHUNK).max(1);
+    let chunk_len = message.len().div_ceil(count).max(1);
+    let mut datagrams = Vec::with_capacity(count);
+    let mut plaintext = Vec::with_capacity(FRAGMENT_HEADER_LEN + chunk_len);
+    for (index, chunk) in message.chunks(chunk_len).enumerate() {
+        plaintext.clear();
+        plaintext.extend_from_slice(&id.to_le_bytes());
+        // `count` is at most 2 for anything chitchat can encode (65,507 bytes).
+        plaintext.push(index as u8);
+        plaintext.push(count as u8);
+        plaintext.extend_from_slice(chunk);
+        let sealed = key.seal_with_aad(GOSSIP, WIRE_TAG, &plaintext);
+        let mut datagram = Vec::with_capacity(WIRE_TAG.len() + sealed.len());
+        datagram.extend_from_slice(WIRE_TAG);
+        datagram.extend_from_slice(&sealed);
+        datagrams.push(datagram);
+    }
+    datagrams
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct FragmentHeader {
+    pub id: u32,
+    pub index: usize,
+    pub count: usize,
+}
+
+impl FragmentHeader {
+    pub(super) fn parse(plaintext: &[u8]) -> Option<FragmentHeader> {
+        let header = plaintext.get(..FRAGMENT_HEADER_LEN)?;
+        let id = u32::from_le_bytes(header[..4].try_into().ok()?);
+        let (index, count) = (usize::from(header[4]), usize::from(header[5]));
+        (index < count && count <= MAX_FRAGMENTS).then_some(FragmentHeader { id, index, count })
+    }
+}
+
+/// Fragments waiting for the rest of their message. Only authenticated
+/// fragments get here, and there are at most `MAX_PARTIAL_MESSAGES`.
+#[derive(Default)]
+pub(super) struct Reassembly {
+    partial: HashMap<(SocketAddr, u32), Partial>,
+}
+
+struct Partial {
+    chunks: Vec<Option<Vec<u8>>>,
+    wire_bytes: usize,
+    started: Instant,
+}
+
+impl Partial {
+    fn fragments(&self) -> u64 {
+        self.chunks.iter().flatten().count() as u64
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub(super) enum Added {
+    Complete {
+        message: Vec<u8>,
+        wire_bytes: usize,
+    },
+    Waiting,
+    /// A fragment that contradicts or repeats what came before.
+    Refused,
+    /// Waiting, after evicting the oldest message's fragments.
+    Evicted {
+        sender: SocketAddr,
+        fragments: u64,
+    },
+}
+
+impl Reassembly {
+    /// Forgets messages older than `PARTIAL_TTL`: their senders and how
+    /// many fragments of theirs were lost.
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<(SocketAddr, u64)> {
+        let mut lost = Vec::new();
+        self.partial.retain(|(sender, _), partial| {
+            let keep = now.duration_since(partial.started) < PARTIAL_TTL;
+            if !keep {
+                lost.push((*sender, partial.fragments()));
+            }
+            keep
+        });
+        lost
+    }
+
+    pub(super) fn add(
+        &mut self,
+        from: SocketAddr,
+        header: FragmentHeader,
+        chunk: Vec<u8>,
+        wire_bytes: usize,
+        now: Instant,
+    ) -> Added {
+        let slot = (from, header.id);
+        let mut evicted = None;
+        if !self.partial.contains_key(&slot) && self.partial.len() >= MAX_PARTIAL_MESSAGES {
+            let oldest = self
+                .partial
+                .iter()
+                .min_by_key(|(_, partial)| partial.started)
+                .map(|(slot, _)| *slot);
+            if let Some(oldest) = oldest {
+                let fragments = self.partial.remove(&oldest).map_or(0, |p| p.fragments());
+                evicted = Some((oldest.0, fragments));
+            }
+        }
+        let partial = self.partial.entry(slot).or_insert_with(|| Partial {
+            chunks: vec![None; header.count],
+            wire_bytes: 0,
+            started: now,
+        });
+        if partial.chunks.len() != header.count || partial.chunks[header.index].is_some() {
+            return Added::Refused;
+        }
+        partial.chunks[header.index] = Some(chunk);
+        partial.wire_bytes += wire_bytes;
+        if partial.chunks.iter().any(Option::is_none) {
+            return match evicted {
+                Some((sender, fragments)) => Added::Evicted { sender, fragments },
+                None => Added::Waiting,
+            };
+        }
+        let partial = self.partial.remove(&slot).expect("entry inserted above");
+        Added::Complete {
+            message: partial.chunks.into_iter().flatten().flatten().collect(),
+            wire_bytes: partial.wire_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reassembly_is_bounded_and_refuses_contradictions() {
+        let now = Instant::now();
+        let from: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let header = |id, index, count| FragmentHeader { id, index, count };
+        let mut reassembly = Reassembly::default();
+
+        assert_eq!(
+            reassembly.add(from, header(1, 0, 2), b"ab".to_vec(), 10, now),
+            Added::Waiting
+        );
+        assert_eq!(
+            reassembly.add(from, header(1, 0, 2), b"ab".to_vec(), 10, now),
+            Added::Refused
+        );
+        assert_eq!(
+            reassembly.add(from, header(1, 1, 3), b"cd".to_vec(), 10, now),
+            Added::Refused
+        );
+        assert_eq!(
+            reassembly.add(from, header(1, 1, 2), b"cd".to_vec(), 10, now),
+            Added::Complete {
+                message: b"abcd".to_vec(),
+                wire_bytes: 20
+            }
+        );
+
+        for id in 0..MAX_PARTIAL_MESSAGES as u32 {
+            let at = now + Duration::from_millis(u64::from(id));
+            assert_eq!(
+                reassembly.add(from, header(id, 0, 2), vec![1], 10, at),
+                Added::Waiting
+            );
+        }
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            reassembly.add(from, header(999, 0, 2), vec![1], 10, later),
+            Added::Evicted {
+                sender: from,
+                fragments: 1
+            }
+        );
+        assert_eq!(reassembly.partial.len(), MAX_PARTIAL_MESSAGES);
+        assert!(
+            !reassembly.partial.contains_key(&(from, 0)),
+            "the oldest went"
+        );
+
+        // Id 0 was evicted; id 1, a millisecond younger, is the next to go.
+        let just_past = now + PARTIAL_TTL + Duration::from_millis(1);
+        assert_eq!(reassembly.expire(just_past), vec![(from, 1)]);
+        let rest = reassembly.expire(later + PARTIAL_TTL);
+        assert_eq!(rest.len(), MAX_PARTIAL_MESSAGES - 1);
+        assert!(rest.iter().all(|&lost| lost == (from, 1)));
+        assert!(reassembly.partial.is_empty());
+    }
+
+    #[test]
+    fn fragment_headers_are_checked() {
+        assert_eq!(
+            FragmentHeader::parse(&[1, 0, 0, 0, 1, 2, 0xff]),
+            Some(FragmentHeader {
+                id: 1,
+                index: 1,
+                count: 2
+            })
+        );
+        for bad in [
+            &[1, 0, 0, 0, 2, 2][..],
+            &[1, 0, 0, 0, 0, 0],
+            &[1, 0, 0, 0, 0, 5],
+            &[1, 0, 0],
+        ] {
+            assert_eq!(FragmentHeader::parse(bad), None, "{bad:?}");
+        }
+    }
+}
