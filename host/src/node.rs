@@ -459,10 +459,12 @@ impl Node {
         Ok(())
     }
 
-    /// Brings back every stored record, and serves every app whose bytes
-    /// are here (the mesh trims what placement puts elsewhere once the
-    /// other holders are ready). An app that fails to load is logged and
-    /// kept in the store, never dropped.
+    /// Brings back every stored record, and serves at once every app this
+    /// node compiled before (its code is cached, so it loads in
+    /// milliseconds). The controller installs whatever else placement puts
+    /// here (for a mesh of one, everything) and trims what it puts
+    /// elsewhere once the other holders are ready. An app that fails to
+    /// load is logged and kept in the store, never dropped.
     fn restore(&self) -> anyhow::Result<usize> {
         let records = self.store.records()?;
         let removed = self.store.sweep()?;
@@ -475,7 +477,9 @@ impl Node {
         let desired = Desired::new(records);
         let mut restored = 0;
         for (record, spec) in desired.apps() {
-            if !self.store.has_component(&spec.component) {
+            if !self.store.has_component(&spec.component)
+                || !self.runtime.is_cached(&spec.component)
+            {
                 continue;
             }
             let loaded = self

@@ -96,6 +96,12 @@ impl Runtime {
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }
+
+    /// Whether `sha256` was compiled before and its code is cached, so
+    /// loading it takes milliseconds, not a compilation.
+    pub fn is_cached(&self, sha256: &str) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.contains(sha256))
+    }
 }
 
 fn engine_config(rc: &RuntimeConfig) -> Config {
