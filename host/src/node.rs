@@ -19,7 +19,6 @@ use crate::apps::{Apps, Deployed};
 use crate::guest_logs::LogBook;
 use crate::ingress::{self, IngressConfig};
 use crate::mesh::desired::{Desired, Record, Snapshot};
-use crate::mesh::placement::Placement;
 use crate::mesh::{Mesh, MeshConfig};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -362,13 +361,14 @@ impl Node {
         Ok(view)
     }
 
-    async fn persist(&self, record: &Record) -> Result<bool, ApiError> {
+    async fn persist(&self, record: &Record) -> Result<(), ApiError> {
         let store = self.store.clone();
         let record = record.clone();
         tokio::task::spawn_blocking(move || store.put_record(&record))
             .await
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)
+            .map_err(ApiError::internal)?;
+        Ok(())
     }
 
     pub(crate) fn prepare(&self, compiled: &Compiled, spec: &AppSpec) -> shoal_runtime::App {
@@ -514,11 +514,6 @@ impl Node {
         let (record, spec) = desired.live(name)?;
         Some(AppView::of(self, record, spec))
     }
-
-    /// The placement of the current desired state over live members.
-    pub(crate) fn placement(&self) -> Arc<Placement> {
-        self.mesh.placement()
-    }
 }
 
 /// `shoal host`: restore, bind, join, serve until shutdown.
@@ -583,6 +578,6 @@ pub(crate) async fn serve(config: NodeConfig, shutdown: Shutdown) -> anyhow::Res
     tokio::join!(ingress, admin);
     control.abort();
     sync.abort();
-    mesh.leave().await;
+    mesh.membership.stop();
     Ok(())
 }

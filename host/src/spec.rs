@@ -43,6 +43,24 @@ pub(crate) struct AppSpec {
 pub(crate) struct SpecError(pub String);
 
 impl AppSpec {
+    /// A spec for `name` with every other field empty or zero, for the
+    /// caller to fill in (the component's sha256 once it is known).
+    pub(crate) fn named(name: impl Into<String>) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            component: String::new(),
+            route: None,
+            hostname: None,
+            env: BTreeMap::new(),
+            timeout_ms: 0,
+            memory: 0,
+            max_concurrency: 0,
+            max_queue: 0,
+            allow_outbound: Vec::new(),
+            replicas: Replicas::default(),
+        }
+    }
+
     /// The route this app is served under: its own, else `/NAME` (a hostname
     /// route alone means no prefix route).
     pub(crate) fn prefix(&self) -> Option<String> {

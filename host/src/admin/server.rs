@@ -205,7 +205,7 @@ struct NodeView {
 
 fn nodes(node: &Node) -> Vec<NodeView> {
     let members = node.mesh.membership.members();
-    let placement = node.placement();
+    let placement = node.mesh.placement();
     let mut held = node.mesh.held();
     let desired = node.desired();
     let mine: Vec<String> = node

@@ -64,7 +64,7 @@ impl AppFlags {
         route: Option<String>,
         hostname: Option<String>,
     ) -> AppSpec {
-        let mut spec = crate::cli::deploy::spec_without_component(name);
+        let mut spec = AppSpec::named(name);
         spec.route = route;
         spec.hostname = hostname;
         spec.env = self.env.iter().cloned().collect();

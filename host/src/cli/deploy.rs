@@ -9,7 +9,6 @@ use clap::Args;
 use crate::cli::manifest::Manifest;
 use crate::cli::{AdminFlags, AppFlags};
 use crate::mesh::placement::Replicas;
-use crate::spec::AppSpec;
 
 /// Deploy a component as an app on a running host.
 #[derive(Args, Debug)]
@@ -116,22 +115,5 @@ impl Deploy {
             );
         }
         Ok(())
-    }
-}
-
-/// The spec a deploy sends, before the component's sha256 is known.
-pub(crate) fn spec_without_component(name: String) -> AppSpec {
-    AppSpec {
-        name,
-        component: String::new(),
-        route: None,
-        hostname: None,
-        env: Default::default(),
-        timeout_ms: 0,
-        memory: 0,
-        max_concurrency: 0,
-        max_queue: 0,
-        allow_outbound: Vec::new(),
-        replicas: Replicas::default(),
     }
 }

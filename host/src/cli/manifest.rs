@@ -23,7 +23,6 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::cli::app_flags::defaults;
-use crate::cli::deploy::spec_without_component;
 use crate::mesh::placement::Replicas;
 use crate::spec::AppSpec;
 use crate::units::{parse_duration, parse_size};
@@ -81,7 +80,7 @@ impl Manifest {
             .iter()
             .map(|app| {
                 let fail = |e: String| anyhow::anyhow!("app `{}`: {e}", app.name);
-                let mut spec = spec_without_component(app.name.clone());
+                let mut spec = AppSpec::named(app.name.clone());
                 spec.route = app.route.clone();
                 spec.hostname = app.hostname.clone();
                 spec.env = app.env.clone();

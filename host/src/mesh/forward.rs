@@ -152,11 +152,8 @@ impl Forwarder {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
+        // xorshift must not start at zero.
+        let seed = getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
         Forwarder {
             me,
             client,
@@ -189,13 +186,13 @@ impl Forwarder {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// The counter of requests in flight to `node` (made on first use).
     fn in_flight(&self, node: &str) -> Arc<AtomicU32> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(node.to_string())
-            .or_default()
-            .clone()
+        let mut counters = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counter) = counters.get(node) {
+            return counter.clone();
+        }
+        counters.entry(node.to_string()).or_default().clone()
     }
 
     /// Two random holders that are not suspect and were not passed
@@ -214,7 +211,13 @@ impl Forwarder {
             .filter(|h| !passed.contains(&h.node.as_str()))
             .collect();
         drop(suspects);
-        let load = |h: &Holder| h.load + self.in_flight(&h.node).load(Ordering::Relaxed);
+        let counters = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let load = |h: &Holder| {
+            h.load
+                + counters
+                    .get(&h.node)
+                    .map_or(0, |c| c.load(Ordering::Relaxed))
+        };
         match holders.len() {
             0 => None,
             1 => Some(holders[0].clone()),

@@ -11,11 +11,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
+
+use crate::node::unix_now;
 
 /// Length of the random nonce prepended to every sealed message.
 pub const NONCE_LEN: usize = 24;
@@ -350,12 +351,6 @@ fn fill_random(buf: &mut [u8]) {
     // Fails only when the OS has no entropy source at all; nothing sensible
     // can run on such a system.
     getrandom::fill(buf).expect("the operating system's random number generator failed");
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]

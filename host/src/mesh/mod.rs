@@ -152,10 +152,6 @@ impl Mesh {
         self.forwarder.table().held()
     }
 
-    pub(crate) async fn leave(&self) {
-        self.membership.stop();
-    }
-
     pub(crate) fn set_table(&self, table: ReadyTable) {
         self.forwarder.set_table(table);
     }

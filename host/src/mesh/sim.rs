@@ -118,19 +118,9 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn app_spec(name: &str) -> AppSpec {
-    AppSpec {
-        name: name.to_string(),
-        component: format!("{:064x}", name.len()),
-        route: None,
-        hostname: None,
-        env: Default::default(),
-        timeout_ms: 30_000,
-        memory: 128 << 20,
-        max_concurrency: 100,
-        max_queue: 1000,
-        allow_outbound: Vec::new(),
-        replicas: Default::default(),
-    }
+    let mut spec = AppSpec::named(name);
+    spec.component = format!("{:064x}", name.len());
+    spec
 }
 
 impl Sim {
