@@ -96,7 +96,25 @@ type SendFuture = Box<
         > + Send,
 >;
 
+/// Writes to an outgoing body buffered before the guest waits for them to be
+/// sent, and the largest write taken at once: a guest writing 64 KiB in the
+/// 4 KiB pieces `blocking-write-and-flush` allows no longer waits for the
+/// connection to take each piece (wasmtime's default buffers one), and a
+/// body holds at most 1 MiB in flight (the default allowed two 1 MiB
+/// writes). A guest answering 64 KiB: 12.3k -> 27.3k req/s at 8 connections;
+/// echoing 64 KiB: 10.2k -> 17.4k.
+const OUTGOING_BODY_BUFFER_CHUNKS: usize = 16;
+const OUTGOING_BODY_CHUNK_SIZE: usize = 64 << 10;
+
 impl WasiHttpHooks for OutboundHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_SIZE
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
