@@ -91,10 +91,18 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let routes = routes.clone();
         let config = config.clone();
+        let served = std::cell::Cell::new(0u32);
         let service = hyper::service::service_fn(move |request| {
             let routes = routes.clone();
             let config = config.clone();
-            async move { Ok::<_, Infallible>(handle(request, &*routes, &config, local).await) }
+            served.set(served.get().wrapping_add(1));
+            let turn_over = served.get().is_multiple_of(REQUESTS_PER_TURN);
+            async move {
+                if turn_over {
+                    to_the_back_of_the_queue().await;
+                }
+                Ok::<_, Infallible>(handle(request, &*routes, &config, local).await)
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -108,6 +116,35 @@ pub(crate) async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// How many requests a connection is served back to back before its task
+/// lets the others of its worker go first.
+///
+/// The executor checks for I/O after every poll (see `executor.rs`), and
+/// tokio runs the task woken last before the ones queued earlier (its LIFO
+/// slot). Under load, a keep-alive connection whose client answers fast is
+/// woken, served and woken again while the rest wait: throughput is high,
+/// but a few requests wait milliseconds. Measured with `wrk -t2` on 2 cores
+/// (hello, medians of 2 runs): never yielding, 51k req/s with p99 3.3 ms at
+/// 8 connections and 14 ms at 64; yielding every request, 43k with 0.9 and
+/// 4.0 ms; every 16th, 54k with 1.5 ms and 49k with 7.8 ms.
+const REQUESTS_PER_TURN: u32 = 16;
+
+/// Puts the current task at the back of its worker's run queue: a task that
+/// wakes itself while polled is requeued as a yield, never into the LIFO
+/// slot (`tokio::task::yield_now` defers the wake-up and lands there).
+async fn to_the_back_of_the_queue() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn handle(
