@@ -16,6 +16,7 @@ use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 
 use crate::apps::{Apps, Deployed};
+use crate::compiler::ChildCompiler;
 use crate::guest_logs::LogBook;
 use crate::ingress::{self, IngressConfig};
 use crate::mesh::desired::{Desired, Record, Snapshot};
@@ -191,12 +192,14 @@ impl Node {
         mesh: Arc<Mesh>,
     ) -> anyhow::Result<Node> {
         let store = Store::open(&config.data_dir)?;
-        let runtime = Runtime::new(RuntimeConfig {
+        let mut runtime_config = RuntimeConfig {
             max_instances: config.max_instances,
             max_memory_per_instance: config.max_memory,
             cache_dir: Some(config.data_dir.join("compiled")),
             ..RuntimeConfig::default()
-        })?;
+        };
+        runtime_config.precompiler = ChildCompiler::for_engine(&runtime_config);
+        let runtime = Runtime::new(runtime_config)?;
         // Guests may not call the admin API, whichever address they use for it.
         let deny = vec![
             format!("*:{}", admin_addr.port())

@@ -65,21 +65,30 @@ impl CompileCache {
         }
     }
 
-    /// Stores the compilation of `sha256`: written to a temporary file,
-    /// synced, then renamed into place.
+    /// Stores the compilation of `sha256`.
     pub(crate) fn store(&self, sha256: &str, component: &Component) -> Result<(), LoadError> {
-        let cache_error = |reason: String| LoadError::Cache {
-            path: self.dir.display().to_string(),
-            reason,
-        };
         let bytes = component
             .serialize()
-            .map_err(|e| cache_error(format!("cannot serialize: {e}")))?;
+            .map_err(|e| self.error(format!("cannot serialize: {e}")))?;
+        self.store_code(sha256, &bytes)
+    }
+
+    fn error(&self, reason: String) -> LoadError {
+        LoadError::Cache {
+            path: self.dir.display().to_string(),
+            reason,
+        }
+    }
+
+    /// Stores the serialized code of `sha256`: written to a temporary file,
+    /// synced, then renamed into place.
+    pub(crate) fn store_code(&self, sha256: &str, bytes: &[u8]) -> Result<(), LoadError> {
+        let cache_error = |reason: String| self.error(reason);
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| cache_error(format!("cannot create: {e}")))?;
         let mut tmp =
             tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| cache_error(e.to_string()))?;
-        tmp.write_all(&bytes)
+        tmp.write_all(bytes)
             .map_err(|e| cache_error(e.to_string()))?;
         tmp.as_file()
             .sync_all()

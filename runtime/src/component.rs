@@ -71,7 +71,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Says what kind of wasm `bytes` are, before anything is compiled.
-fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || !bytes.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm {
             found: describe_start(bytes),
@@ -116,16 +116,7 @@ impl Runtime {
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-                if let Some(cache) = &self.cache
-                    && let Err(error) = cache.store(&sha256, &component)
-                {
-                    tracing::warn!(%error, "compiled code not cached; the next start compiles again");
-                }
-                component
-            }
+            None => self.compile_fresh(bytes, &sha256)?,
         };
         let pre = self
             .linker
@@ -158,11 +149,158 @@ impl Runtime {
             compile_time: started.elapsed(),
         })
     }
+
+    /// Compiles what the cache does not hold, with the precompiler if there
+    /// is one, and caches the code.
+    fn compile_fresh(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        if let Some(precompiler) = &self.config.precompiler {
+            let code = precompiler.precompile(bytes)?;
+            match self.load_code(sha256, &code) {
+                Ok(component) => return Ok(component),
+                // A precompiler of another wasmtime build (the binary was
+                // replaced while running): its code does not load here.
+                Err(error) => tracing::warn!(
+                    %error,
+                    "the precompiled code does not load in this engine; compiling in this process"
+                ),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(cache) = &self.cache
+            && let Err(error) = cache.store(sha256, &component)
+        {
+            tracing::warn!(%error, "compiled code not cached; the next start compiles again");
+        }
+        Ok(component)
+    }
+
+    /// Loads a precompiler's code: through the cache (mapped from the file)
+    /// when there is one.
+    fn load_code(&self, sha256: &str, code: &[u8]) -> Result<Component, String> {
+        if let Some(cache) = &self.cache {
+            match cache.store_code(sha256, code) {
+                Ok(()) => {
+                    if let Some(component) = cache.load(&self.engine, sha256) {
+                        return Ok(component);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "compiled code not cached; the next start compiles again")
+                }
+            }
+        }
+        // SAFETY: `code` is what `precompile` of this crate produced for an
+        // engine of the same configuration, in a process of this program
+        // (`Precompiler` promises it); wasmtime checks its header, version and
+        // engine compatibility and refuses anything else.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(&self.engine, code) };
+        loaded.map_err(|e| format!("{e:#}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Precompiler, RuntimeConfig, precompile};
+
+    /// The smallest valid component: a header and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    /// Compiles in this process, as the host's child process does.
+    #[derive(Debug)]
+    struct Here(RuntimeConfig);
+
+    impl Precompiler for Here {
+        fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+            precompile(&self.0, bytes)
+        }
+    }
+
+    /// Answers with something that is not code for this engine.
+    #[derive(Debug)]
+    struct Garbage;
+
+    impl Precompiler for Garbage {
+        fn precompile(&self, _bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+            Ok(b"not compiled code".to_vec())
+        }
+    }
+
+    /// Finds every component invalid.
+    #[derive(Debug)]
+    struct Refuses;
+
+    impl Precompiler for Refuses {
+        fn precompile(&self, _bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+            Err(LoadError::Invalid("refused on purpose".into()))
+        }
+    }
+
+    fn runtime(
+        precompiler: Arc<dyn Precompiler>,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Runtime {
+        Runtime::new(RuntimeConfig {
+            max_instances: 2,
+            max_memory_per_instance: 1 << 20,
+            cache_dir,
+            precompiler: Some(precompiler),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn small_config() -> RuntimeConfig {
+        RuntimeConfig {
+            max_instances: 2,
+            max_memory_per_instance: 1 << 20,
+            ..RuntimeConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_precompilers_code_is_loaded_and_cached() {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = runtime(
+            Arc::new(Here(small_config())),
+            Some(cache.path().to_path_buf()),
+        );
+        // Compiled and loaded: the empty component then fails for what it
+        // exports, not for how it was compiled.
+        assert!(matches!(
+            runtime.compile(EMPTY_COMPONENT),
+            Err(LoadError::NoHttpExport { .. })
+        ));
+        assert!(runtime.is_cached(&sha256_hex(EMPTY_COMPONENT)));
+    }
+
+    #[test]
+    fn code_that_does_not_load_falls_back_to_compiling_here() {
+        let runtime = runtime(Arc::new(Garbage), None);
+        assert!(matches!(
+            runtime.compile(EMPTY_COMPONENT),
+            Err(LoadError::NoHttpExport { .. })
+        ));
+    }
+
+    #[test]
+    fn a_precompilers_verdict_on_invalid_bytes_stands() {
+        let runtime = runtime(Arc::new(Refuses), None);
+        match runtime.compile(EMPTY_COMPONENT) {
+            Err(error) => assert!(error.to_string().contains("refused on purpose"), "{error}"),
+            Ok(_) => panic!("an invalid component compiled"),
+        }
+    }
+
+    #[test]
+    fn precompile_checks_what_the_bytes_are() {
+        assert!(matches!(
+            precompile(&small_config(), b"hello"),
+            Err(LoadError::NotWasm { .. })
+        ));
+    }
 
     #[test]
     fn headers_are_told_apart() {

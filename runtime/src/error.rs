@@ -52,6 +52,10 @@ pub enum LoadError {
         /// The names the component does export.
         exports: String,
     },
+    /// The process compiling the component failed for a reason of its own
+    /// (killed, out of memory), not because the component is invalid.
+    #[error("compiling the component failed: {0}")]
+    Compiler(String),
     /// The compile cache could not be read or written.
     #[error("compile cache at `{path}`: {reason}")]
     Cache {

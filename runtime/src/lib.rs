@@ -29,7 +29,7 @@ mod scheduler;
 pub use app::{App, AppConfig, AppStats};
 pub use cache::CompileCache;
 pub use component::{Compiled, HandlerKind, sha256_hex};
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Precompiler, Runtime, RuntimeConfig, precompile};
 pub use error::{LoadError, RequestError, RuntimeError};
 pub use guest_log::{GuestStream, LogSink, TracingSink};
 pub use limits::Limits;

@@ -39,6 +39,8 @@ enum Command {
     Keygen(keygen::Keygen),
     #[command(hide = true)]
     MeshSim(mesh_sim::MeshSim),
+    #[command(hide = true)]
+    CompileWorker(crate::compiler::CompileWorker),
     Rm(rm::Rm),
     Logs(logs::Logs),
     Status(status::Status),
@@ -56,6 +58,7 @@ impl Cli {
             Command::Nodes(verb) => verb.execute(),
             Command::Keygen(verb) => verb.execute(),
             Command::MeshSim(verb) => verb.execute(),
+            Command::CompileWorker(verb) => verb.execute(),
             Command::Rm(verb) => verb.execute(),
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),

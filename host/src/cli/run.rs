@@ -9,6 +9,7 @@ use clap::Args;
 use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
 
 use crate::cli::AppFlags;
+use crate::compiler::ChildCompiler;
 use crate::ingress::{self, IngressConfig, SingleApp};
 use crate::progress::Progress;
 use crate::units::{parse_listen, parse_size};
@@ -56,12 +57,14 @@ impl Run {
         } else {
             self.cache_dir.clone().or_else(crate::dirs::cache_dir)
         };
-        let runtime = Runtime::new(RuntimeConfig {
+        let mut runtime_config = RuntimeConfig {
             max_instances: self.app.max_concurrency,
             max_memory_per_instance: self.app.memory,
             cache_dir,
             ..RuntimeConfig::default()
-        })?;
+        };
+        runtime_config.precompiler = ChildCompiler::for_engine(&runtime_config);
+        let runtime = Runtime::new(runtime_config)?;
         let compiled = compile(&runtime, &bytes, &self.component)?;
         tracing::info!(
             app = %name,
