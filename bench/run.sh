@@ -5,6 +5,10 @@
 # server (no Wasm: the ceiling), loads each in turns on loopback with wrk,
 # and prints req/s, p50, p99 and the ratios. Rounds alternate between the
 # systems so a noisy machine hurts them alike; the table gives medians.
+# A realistic mix follows: the probe guest answering 64 KiB
+# (`GET /bytes?n=65536`) and echoing a 64 KiB POST (`/echo`), under
+# `shoal run` and `wasmtime serve` (MIX=0 skips). Then bench/footprint.py
+# prints cold start, idle RSS and RSS under load (FOOTPRINT=0 skips).
 # Beside them, a mesh of two `shoal host`s serves the same hello from one
 # node: loaded directly, and through the other node, which forwards; the
 # difference is what forwarding costs (MESH=0 skips it).
@@ -34,9 +38,10 @@ if [ -z "${COMPONENT:-}" ]; then
   # `hello` on raw bindings, and `sdk-hello`: the same response written
   # with shoal-sdk, to measure what the SDK costs per request.
   cargo build --release -q --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml \
-    -p hello -p sdk-hello --target-dir "$CARGO_TARGET_DIR/guests"
+    -p hello -p sdk-hello -p probe --target-dir "$CARGO_TARGET_DIR/guests"
   COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/hello.wasm"
   SDK_COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/sdk_hello.wasm"
+  PROBE="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/probe.wasm"
 fi
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
@@ -74,6 +79,24 @@ fi
 SYSTEMS+=(hyper)
 start hyper "$BIN/hyper-hello" 127.0.0.1:0
 
+# The mix: 64 KiB out and 64 KiB echoed, on the probe guest.
+if [ -n "${PROBE:-}" ] && [ "${MIX:-1}" != 0 ]; then
+  python3 -c 'print("wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", 65536)")' >"$WORK/post64k.lua"
+  start probe_shoal env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$PROBE" --listen 127.0.0.1:0
+  for kind in out echo; do
+    SYSTEMS+=("shoal_$kind"); printf -v "ADDR_shoal_$kind" "%s" "$ADDR_probe_shoal"
+  done
+  if command -v wasmtime >/dev/null; then
+    start probe_wasmtime wasmtime serve -Scli --addr 127.0.0.1:0 "$PROBE"
+    for kind in out echo; do
+      SYSTEMS+=("wasmtime_$kind"); printf -v "ADDR_wasmtime_$kind" "%s" "$ADDR_probe_wasmtime"
+    done
+  fi
+  URL_shoal_out="/bytes?n=65536"; URL_wasmtime_out="/bytes?n=65536"
+  URL_shoal_echo=/echo; URL_wasmtime_echo=/echo
+  SCRIPT_shoal_echo="$WORK/post64k.lua"; SCRIPT_wasmtime_echo="$WORK/post64k.lua"
+fi
+
 if [ "${MESH:-1}" != 0 ]; then
   "$BIN/shoal" keygen "$WORK/cluster.key" 2>/dev/null
   mesh_host() { # NAME [--join ADDR]
@@ -102,18 +125,21 @@ if [ "${MESH:-1}" != 0 ]; then
   SYSTEMS+=(direct forwarded)
 fi
 
-# url SYSTEM: where to load it.
+# url SYSTEM: where to load it; script SYSTEM: wrk's options for its requests.
 url() { local a="ADDR_$1" p="URL_$1"; echo "http://${!a}${!p:-$URL_PATH}"; }
+script() { local s="SCRIPT_$1"; if [ -n "${!s:-}" ]; then echo "-s ${!s}"; fi; }
 for system in "${SYSTEMS[@]}"; do
   curl -sf "$(url "$system")" >/dev/null || { echo "bench: $system does not answer" >&2; exit 1; }
-  wrk -t"$THREADS" -c8 -d2s "$(url "$system")" >/dev/null   # warm-up
+  # shellcheck disable=SC2046
+  wrk -t"$THREADS" -c8 -d2s $(script "$system") "$(url "$system")" >/dev/null   # warm-up
 done
 
 RESULTS="$WORK/results.tsv"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
     for system in "${SYSTEMS[@]}"; do
-      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$(url "$system")")"
+      # shellcheck disable=SC2046
+      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency $(script "$system") "$(url "$system")")"
       errors="$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')"
       echo "$out" | awk -v s="$system" -v c="$conns" -v r="$round" -v e="$errors" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
@@ -137,17 +163,34 @@ for system, conns, _round, rps, p50, p99, err in rows:
 med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in by.items()}
 print(f"component: {os.path.basename(sys.argv[2])} ({os.path.getsize(sys.argv[2])} bytes); "
       f"{sys.argv[4]} rounds of {sys.argv[3]} per cell; medians")
-print(f"{'conns':>5}  {'system':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'of ceiling':>12}")
+print(f"{'conns':>5}  {'system':<18}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'of ceiling':>12}")
 for conns in sorted({c for _, c in med}):
     base = med.get(("wasmtime", conns))
     ceil = med.get(("hyper", conns))
     for system, label in (("shoal", "shoal run"), ("sdk", "shoal run, sdk"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)"),
-                          ("direct", "mesh, holder"), ("forwarded", "mesh, forwarded")):
+                          ("direct", "mesh, holder"), ("forwarded", "mesh, forwarded"),
+                          ("shoal_out", "64k out, shoal"), ("wasmtime_out", "64k out, wasmtime"),
+                          ("shoal_echo", "64k echo, shoal"), ("wasmtime_echo", "64k echo, wasmt.")):
         if (system, conns) not in med: continue
         rps, p50, p99 = med[(system, conns)]
-        ratio = f"{rps / base[0]:.2f}x" if base else "-"
-        share = f"{100 * rps / ceil[0]:.0f}%" if ceil else "-"
-        print(f"{conns:>5}  {label:<16}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}")
+        mix = system.split("_")[1] if "_" in system else None
+        b = med.get((f"wasmtime_{mix}", conns)) if mix else base
+        ratio = f"{rps / b[0]:.2f}x" if b else "-"
+        share = f"{100 * rps / ceil[0]:.0f}%" if ceil and not mix else "-"
+        print(f"{conns:>5}  {label:<18}{rps:>8.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}")
+print("targets: hello >= 4.0x wasmtime with p99 <= wasmtime's; the 64k ratios within 20% of hello's")
+for conns in sorted({c for _, c in med}):
+    if ("shoal", conns) not in med or ("wasmtime", conns) not in med: continue
+    hello = med[("shoal", conns)][0] / med[("wasmtime", conns)][0]
+    p99 = (med[("shoal", conns)][2], med[("wasmtime", conns)][2])
+    verdict = "met" if hello >= 4.0 and p99[0] <= p99[1] else "MISSED"
+    print(f"hello at {conns} connections: {hello:.2f}x, p99 {p99[0]:.2f} vs {p99[1]:.2f} ms: {verdict}")
+    for mix in ("out", "echo"):
+        s, w = med.get((f"shoal_{mix}", conns)), med.get((f"wasmtime_{mix}", conns))
+        if s and w:
+            r = s[0] / w[0]
+            print(f"64k {mix} at {conns} connections: {r:.2f}x, {100 * (r / hello - 1):+.0f}% of hello's ratio: "
+                  f"{'met' if r >= 0.8 * hello else 'MISSED'}")
 for conns in sorted({c for _, c in med}):
     if ("sdk", conns) in med and ("shoal", conns) in med:
         overhead = med[("shoal", conns)][0] / med[("sdk", conns)][0] - 1
@@ -160,3 +203,10 @@ for conns in sorted({c for _, c in med}):
 for (system, conns), errs in sorted(errors.items()):
     print(f"note: {system} at {conns} connections reported: {errs[0]}")
 PY
+
+if [ "${FOOTPRINT:-1}" != 0 ]; then
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  PIDS=()
+  echo
+  SHOAL="$BIN/shoal" HELLO="$COMPONENT" python3 bench/footprint.py
+fi

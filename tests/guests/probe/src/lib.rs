@@ -21,6 +21,10 @@ impl Guest for Probe {
         match path {
             "/" | "/hello" => respond(out, 200, "hello from shoal\n"),
             "/echo" => echo(request, out),
+            "/bytes" => {
+                let n = param(query, "n").and_then(|n| n.parse().ok()).unwrap_or(0);
+                respond(out, 200, &"x".repeat(n));
+            }
             "/request" => {
                 let scheme = match request.scheme() {
                     Some(Scheme::Http) => "http".to_string(),
