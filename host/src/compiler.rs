@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use clap::Args;
-use shoal_runtime::{LoadError, Precompiler, RuntimeConfig};
+use shoal_runtime::{EngineFlavor, LoadError, Precompiler, RuntimeConfig};
 
 /// The settings of the engine a child compiles for.
 #[derive(Args, Debug, Clone)]
@@ -69,10 +69,14 @@ impl ChildCompiler {
 const INVALID: i32 = 3;
 
 impl Precompiler for ChildCompiler {
-    fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+    fn precompile(&self, bytes: &[u8], flavor: EngineFlavor) -> Result<Vec<u8>, LoadError> {
         let failed = |what: String| LoadError::Compiler(format!("{what}; see the host's log"));
-        let mut child = Command::new(&self.exe)
-            .arg("compile-worker")
+        let mut command = Command::new(&self.exe);
+        command.arg("compile-worker");
+        if flavor == EngineFlavor::Concurrent {
+            command.arg("--concurrent");
+        }
+        let mut child = command
             .arg("--max-instances")
             .arg(self.flags.max_instances.to_string())
             .arg("--max-memory-per-instance")
@@ -124,13 +128,21 @@ impl Precompiler for ChildCompiler {
 pub(crate) struct CompileWorker {
     #[command(flatten)]
     engine: EngineFlags,
+    /// For the engine with component-model concurrency (else the plain one).
+    #[arg(long)]
+    concurrent: bool,
 }
 
 impl CompileWorker {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
         let mut bytes = Vec::new();
         std::io::stdin().read_to_end(&mut bytes)?;
-        match shoal_runtime::precompile(&self.engine.config(), &bytes) {
+        let flavor = if self.concurrent {
+            EngineFlavor::Concurrent
+        } else {
+            EngineFlavor::Plain
+        };
+        match shoal_runtime::precompile(&self.engine.config(), flavor, &bytes) {
             Ok(code) => {
                 std::io::stdout().write_all(&code)?;
                 Ok(())

@@ -1,41 +1,38 @@
 //! An app: a compiled component with its policy and limits, serving each
 //! request in a fresh instance in a fresh store.
 //!
-//! Requests go through `wasmtime-wasi-http`'s `ProxyHandler`, which drives
-//! both WASIp2 and WASIp3 guests; Shoal's worker state tells it never to
-//! reuse an instance, so per-request isolation holds for both.
+//! Two drivers serve requests, by the engine the component runs on: a
+//! WASIp2 component on the plain engine through `plain.rs` (Shoal's own,
+//! one direct call per request), anything on the concurrent engine through
+//! `concurrent.rs` (wasmtime-wasi-http's `ProxyHandler`, told never to
+//! reuse an instance). Both share what is here: admission, the store every
+//! request gets, and how a failure becomes the error a client sees.
 
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot;
-use wasmtime::component::GuestTaskId;
-use wasmtime::{Store, StoreContextMut, Trap};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::handler::{
-    ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ProxyPre,
-    ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
-};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::handler::ProxyHandler;
 
 use crate::Body;
-use crate::component::{Compiled, HandlerKind};
-use crate::engine::Runtime;
+use crate::component::{Compiled, HandlerKind, Pre};
+use crate::concurrent::Handler;
+use crate::deadline::Deadlines;
+use crate::engine::{EngineFlavor, Runtime};
 use crate::error::RequestError;
 use crate::guest_log::LogSink;
 use crate::instance::StoreData;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::scheduler::{Admission, Permit};
+use crate::scheduler::Admission;
 
 /// How long past its deadline a request may take before the host stops
-/// waiting for the worker to report it; the worker kills the instance itself.
-const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+/// waiting for the guest to report it; the guest is stopped at the deadline.
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
-/// How long to wait for a failed worker to report why it failed.
-const OUTCOME_WAIT: Duration = Duration::from_secs(1);
+/// How long to wait for a failed guest's run to report why it failed.
+pub(crate) const OUTCOME_WAIT: Duration = Duration::from_secs(1);
 
 /// What an app is: its name, what it may do, and its limits.
 #[derive(Debug, Clone)]
@@ -63,7 +60,7 @@ pub struct AppStats {
     pub instantiations: u64,
 }
 
-/// Counters shared by an app and its workers.
+/// Counters shared by an app and its requests.
 #[derive(Default)]
 struct Counters {
     requests: AtomicU64,
@@ -73,9 +70,27 @@ struct Counters {
 
 /// A component ready to serve requests under its policy and limits.
 pub struct App {
-    handler: ProxyHandler<Handler>,
+    shared: Arc<Shared>,
     admission: Admission,
+    driver: Driver,
     compiled: Compiled,
+}
+
+/// Who runs the guest of each request.
+enum Driver {
+    Plain(Arc<wasmtime_wasi_http::p2::bindings::ProxyPre<StoreData>>),
+    Concurrent(ProxyHandler<Handler>),
+}
+
+/// What every request of an app needs, whichever driver serves it.
+pub(crate) struct Shared {
+    engine: wasmtime::Engine,
+    pub(crate) deadlines: Arc<Deadlines>,
+    pub(crate) app: Arc<str>,
+    policy: Arc<Policy>,
+    pub(crate) limits: Limits,
+    sink: Arc<dyn LogSink>,
+    counters: Counters,
 }
 
 impl Runtime {
@@ -89,21 +104,35 @@ impl Runtime {
                 .min(self.config.max_memory_per_instance),
             ..config.limits
         };
+        let engine = self
+            .engines
+            .get(compiled.flavor())
+            .expect("the engine a component was compiled on exists")
+            .engine
+            .clone();
+        let shared = Arc::new(Shared {
+            engine,
+            deadlines: self.deadlines.clone(),
+            app: config.name.into(),
+            policy: Arc::new(config.policy),
+            limits,
+            sink,
+            counters: Counters::default(),
+        });
+        let driver = match &compiled.pre {
+            Pre::Plain(pre) => Driver::Plain(pre.clone()),
+            Pre::Concurrent(pre) => {
+                Driver::Concurrent(ProxyHandler::new(Handler::new(shared.clone(), pre.clone())))
+            }
+        };
         App {
             admission: Admission::new(
-                limits.max_concurrency,
-                limits.max_queue,
+                shared.limits.max_concurrency,
+                shared.limits.max_queue,
                 self.instance_slots.clone(),
             ),
-            handler: ProxyHandler::new(Handler {
-                pre: compiled.pre.clone(),
-                engine: self.engine.clone(),
-                app: config.name.into(),
-                policy: Arc::new(config.policy),
-                limits,
-                sink,
-                counters: Counters::default(),
-            }),
+            shared,
+            driver,
             compiled: compiled.clone(),
         }
     }
@@ -112,7 +141,7 @@ impl Runtime {
 impl App {
     /// The app's name.
     pub fn name(&self) -> &str {
-        &self.handler.state().app
+        &self.shared.app
     }
 
     /// The component it runs.
@@ -125,34 +154,25 @@ impl App {
         self.compiled.kind()
     }
 
+    /// The engine it runs on.
+    pub fn flavor(&self) -> EngineFlavor {
+        self.compiled.flavor()
+    }
+
     /// The limits it runs under.
     pub fn limits(&self) -> &Limits {
-        &self.handler.state().limits
+        &self.shared.limits
     }
 
     /// Instances running and requests waiting now.
     pub fn stats(&self) -> AppStats {
+        let counters = &self.shared.counters;
         AppStats {
             active: self.admission.active(),
             queued: self.admission.queued(),
-            requests: self
-                .handler
-                .state()
-                .counters
-                .requests
-                .load(Ordering::Relaxed),
-            failures: self
-                .handler
-                .state()
-                .counters
-                .failures
-                .load(Ordering::Relaxed),
-            instantiations: self
-                .handler
-                .state()
-                .counters
-                .instantiations
-                .load(Ordering::Relaxed),
+            requests: counters.requests.load(Ordering::Relaxed),
+            failures: counters.failures.load(Ordering::Relaxed),
+            instantiations: counters.instantiations.load(Ordering::Relaxed),
         }
     }
 
@@ -165,7 +185,7 @@ impl App {
         &self,
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, RequestError> {
-        let counters = &self.handler.state().counters;
+        let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let result = self.serve(request).await;
         if result.is_err() {
@@ -179,143 +199,99 @@ impl App {
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, RequestError> {
         let started = Instant::now();
-        let state = self.handler.state();
-        let timeout = state.limits.timeout;
         let permit = self
             .admission
-            .admit(timeout)
+            .admit(self.shared.limits.timeout)
             .await
             .map_err(|_| RequestError::Overloaded {
-                app: state.app.to_string(),
+                app: self.shared.app.to_string(),
             })?;
-        let (outcome_tx, outcome_rx) = oneshot::channel();
-        let ticket = Ticket {
-            outcome: outcome_tx,
-            _permit: permit,
-        };
-        let remaining = timeout.saturating_sub(started.elapsed()) + DEADLINE_GRACE;
-        match tokio::time::timeout(remaining, self.handler.handle(ticket, request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(state.classify(error, outcome_rx).await),
-            Err(_) => {
-                let error = RequestError::Timeout {
-                    app: state.app.to_string(),
-                    timeout,
-                };
-                tracing::warn!(app = %state.app, kind = error.kind(), "request failed: deadline exceeded");
-                Err(error)
+        let deadline = started + self.shared.limits.timeout;
+        match &self.driver {
+            Driver::Plain(pre) => {
+                crate::plain::serve(&self.shared, pre, permit, request, deadline).await
+            }
+            Driver::Concurrent(handler) => {
+                crate::concurrent::serve(handler, permit, request, deadline).await
             }
         }
     }
 }
 
-/// Travels with a request into its worker: the slot it holds, and where the
-/// worker reports how it ended.
-struct Ticket {
-    outcome: oneshot::Sender<Outcome>,
-    _permit: Permit,
+/// How a guest's run ended, as seen when its store was dropped.
+pub(crate) struct Ended {
+    pub(crate) error: Option<wasmtime::Error>,
+    pub(crate) memory_limit_hit: bool,
 }
 
-/// How a worker ended, reported when its store is dropped.
-struct Outcome {
-    error: Option<wasmtime::Error>,
-    memory_limit_hit: bool,
-}
-
-/// The `HandlerState` of one app: how to make a fresh instance.
-struct Handler {
-    pre: Arc<ProxyPre<StoreData>>,
-    engine: wasmtime::Engine,
-    app: Arc<str>,
-    policy: Arc<Policy>,
-    limits: Limits,
-    sink: Arc<dyn LogSink>,
-    counters: Counters,
-}
-
-impl HandlerState for Handler {
-    type StoreData = StoreData;
-    type WorkerExpiration = Expiration;
-    type WorkerState = Worker;
-
-    async fn instantiate(&self) -> wasmtime::Result<Instance<StoreData, Expiration, Worker>> {
+impl Shared {
+    /// A fresh store for one request, granting what the policy says.
+    pub(crate) fn new_store(&self) -> Store<StoreData> {
         self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
         let data = StoreData::new(&self.app, &self.policy, self.limits.memory, &self.sink);
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);
         // Yield to the executor at every epoch tick: this is what keeps a
-        // spinning guest from holding a core, and what lets deadlines fire.
+        // spinning guest from holding a core.
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        let proxy =
-            tokio::time::timeout(self.limits.timeout, self.pre.instantiate_async(&mut store))
-                .await
-                .map_err(|_| wasmtime::format_err!("guest timed out during instantiation"))??;
-        Ok(Instance {
-            store,
-            proxy,
-            view: WasiHttpView::http,
-            expiration: Expiration {
-                timeout: self.limits.timeout,
-                sleep: Box::pin(tokio::time::sleep(self.limits.timeout)),
-            },
-            state: Worker {
-                timeout: self.limits.timeout,
-                ticket: Mutex::new(None),
-            },
-        })
+        store
     }
-}
 
-impl Handler {
-    /// Turns a failed request into the error a client sees, and logs the
-    /// detail (which may include a wasm backtrace) for the operator.
-    async fn classify(
-        &self,
-        error: wasmtime::Error,
-        outcome: oneshot::Receiver<Outcome>,
-    ) -> RequestError {
+    /// The request missed its deadline.
+    pub(crate) fn timed_out(&self) -> RequestError {
+        let error = RequestError::Timeout {
+            app: self.app.to_string(),
+            timeout: self.limits.timeout,
+        };
+        tracing::warn!(app = %self.app, kind = error.kind(), "request failed: deadline exceeded");
+        error
+    }
+
+    /// Instantiating the guest failed with `error`.
+    pub(crate) fn instantiation_failed(&self, error: &wasmtime::Error) -> RequestError {
         let app = self.app.to_string();
-        let timeout = self.limits.timeout;
-        let mut detail = None;
-        let result = if error.is::<ExpirationError>() {
-            RequestError::Timeout { app, timeout }
-        } else if let Some(failed) = error.downcast_ref::<InstantiationError<Ticket>>() {
-            match describe(&failed.error) {
-                Failure::Timeout => RequestError::Timeout { app, timeout },
-                Failure::Trap(reason) => RequestError::Trap { app, reason },
-                Failure::Other(reason) => RequestError::Instantiation { app, reason },
+        let result = match describe(error) {
+            Failure::Timeout => RequestError::Timeout {
+                app,
+                timeout: self.limits.timeout,
+            },
+            Failure::Trap(reason) => RequestError::Trap { app, reason },
+            Failure::Other(reason) => RequestError::Instantiation { app, reason },
+        };
+        tracing::warn!(app = %self.app, kind = result.kind(), detail = format!("{error:?}"), "request failed: {result}");
+        result
+    }
+
+    /// The guest failed with `error` (as its driver saw it) and its run
+    /// ended as `ended`, if that is known: the error a client sees. The
+    /// detail, which may include a wasm backtrace, goes to the log.
+    pub(crate) fn failed(&self, error: &wasmtime::Error, ended: Option<&Ended>) -> RequestError {
+        let app = self.app.to_string();
+        let run_error = ended.and_then(|e| e.error.as_ref());
+        let result = if ended.is_some_and(|e| e.memory_limit_hit) {
+            RequestError::MemoryLimit {
+                app,
+                limit: self.limits.memory,
             }
         } else {
-            let outcome = tokio::time::timeout(OUTCOME_WAIT, outcome)
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let worker_error = outcome.as_ref().and_then(|o| o.error.as_ref());
-            detail = worker_error.map(|e| format!("{e:?}"));
-            if outcome.as_ref().is_some_and(|o| o.memory_limit_hit) {
-                RequestError::MemoryLimit {
+            let failure = match describe(error) {
+                Failure::Other(_) => run_error.map(describe).unwrap_or_else(|| describe(error)),
+                known => known,
+            };
+            match failure {
+                Failure::Timeout => RequestError::Timeout {
                     app,
-                    limit: self.limits.memory,
+                    timeout: self.limits.timeout,
+                },
+                Failure::Trap(reason) => RequestError::Trap { app, reason },
+                Failure::Other(reason) if reason.contains("response-outparam") => {
+                    RequestError::NoResponse { app }
                 }
-            } else {
-                let failure = match describe(&error) {
-                    Failure::Other(_) => worker_error
-                        .map(describe)
-                        .unwrap_or_else(|| describe(&error)),
-                    known => known,
-                };
-                match failure {
-                    Failure::Timeout => RequestError::Timeout { app, timeout },
-                    Failure::Trap(reason) => RequestError::Trap { app, reason },
-                    Failure::Other(reason) if reason.contains("response-outparam") => {
-                        RequestError::NoResponse { app }
-                    }
-                    Failure::Other(reason) => RequestError::Trap { app, reason },
-                }
+                Failure::Other(reason) => RequestError::Trap { app, reason },
             }
         };
-        let detail = detail.unwrap_or_else(|| format!("{error:?}"));
+        let detail = format!("{:?}", run_error.unwrap_or(error));
         tracing::warn!(app = %self.app, kind = result.kind(), detail, "request failed: {result}");
         result
     }
@@ -351,73 +327,5 @@ fn describe(error: &wasmtime::Error) -> Failure {
         Failure::Timeout
     } else {
         Failure::Other(first)
-    }
-}
-
-/// Tells the worker when its instance has outlived the request deadline.
-/// It is polled from outside the store's event loop, so it fires even while
-/// a guest spins.
-struct Expiration {
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl WorkerExpiration for Expiration {
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        _status: WorkerStatus,
-        start: Instant,
-    ) -> Poll<()> {
-        let Some(deadline) = start.checked_add(self.timeout) else {
-            return Poll::Pending;
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        if self.sleep.deadline() != deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        self.sleep.as_mut().poll(cx)
-    }
-}
-
-/// One instance, one request: the worker accepts its first request and no
-/// other.
-struct Worker {
-    timeout: Duration,
-    ticket: Mutex<Option<Ticket>>,
-}
-
-impl WorkerState for Worker {
-    type StoreData = StoreData;
-    type RequestData = Ticket;
-
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total == 0 {
-            ShouldAccept::Yes
-        } else {
-            ShouldAccept::Never
-        }
-    }
-
-    fn on_request_start(
-        &self,
-        _store: StoreContextMut<'_, StoreData>,
-        ticket: Ticket,
-        _task: GuestTaskId,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        *self.ticket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ticket);
-        Box::pin(tokio::time::sleep(self.timeout))
-    }
-
-    fn drop(&self, store: Store<StoreData>, result: wasmtime::Result<()>) {
-        let memory_limit_hit = store.data().limiter.hit;
-        // Drop the store (and so free the pool slot) before the permit.
-        drop(store);
-        if let Some(ticket) = self.ticket.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = ticket.outcome.send(Outcome {
-                error: result.err(),
-                memory_limit_hit,
-            });
-        }
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime_wasi_http::handler::ProxyPre;
 
-use crate::engine::Runtime;
+use crate::engine::{EngineFlavor, Runtime, Sandbox};
 use crate::error::LoadError;
 use crate::instance::StoreData;
 
@@ -34,7 +34,7 @@ impl HandlerKind {
 /// A validated, compiled and pre-instantiated HTTP component.
 #[derive(Clone)]
 pub struct Compiled {
-    pub(crate) pre: Arc<ProxyPre<StoreData>>,
+    pub(crate) pre: Pre,
     sha256: String,
     kind: HandlerKind,
     size: usize,
@@ -42,7 +42,24 @@ pub struct Compiled {
     compile_time: Duration,
 }
 
+/// A pre-instantiated component, on the engine it was compiled for.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// A WASIp2 component on the plain engine, served by `plain.rs`.
+    Plain(Arc<wasmtime_wasi_http::p2::bindings::ProxyPre<StoreData>>),
+    /// A component on the concurrent engine, served by `concurrent.rs`.
+    Concurrent(Arc<ProxyPre<StoreData>>),
+}
+
 impl Compiled {
+    /// The engine it runs on.
+    pub fn flavor(&self) -> EngineFlavor {
+        match self.pre {
+            Pre::Plain(_) => EngineFlavor::Plain,
+            Pre::Concurrent(_) => EngineFlavor::Concurrent,
+        }
+    }
+
     /// The hex sha256 of the component bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
@@ -101,61 +118,97 @@ fn describe_start(bytes: &[u8]) -> String {
     }
 }
 
+/// Whether the component exports a WASIp3 handler (`wasi:http/handler@0.3`),
+/// read from its top-level export section before anything is compiled.
+fn exports_p3_handler(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                let p3 = exports
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e.name.name.starts_with("wasi:http/handler@0.3"));
+                if p3 {
+                    return true;
+                }
+            }
+            Ok(_) => {}
+            // Left for the engine to report.
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 impl Runtime {
     /// Validates, compiles (or loads from the cache) and pre-instantiates a
     /// component. This blocks for as long as compilation takes: call it from
     /// a blocking thread.
+    ///
+    /// A WASIp3 component goes to the concurrent engine. Any other goes to
+    /// the plain engine, unless it is valid only with component-model
+    /// concurrency (or imports WASI 0.3), which the concurrent engine has.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, LoadError> {
         let started = Instant::now();
         check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&self.engine, &sha256));
-        let from_cache = cached.is_some();
-        let component = match cached {
-            Some(component) => component,
-            None => self.compile_fresh(bytes, &sha256)?,
+        let flavors: &[EngineFlavor] = if exports_p3_handler(bytes) {
+            &[EngineFlavor::Concurrent]
+        } else {
+            &[EngineFlavor::Plain, EngineFlavor::Concurrent]
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
-        let (pre, kind) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
-            Ok(p3) => (ProxyPre::P3(p3), HandlerKind::P3),
-            Err(_) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
-                Ok(p2) => (ProxyPre::P2(p2), HandlerKind::P2),
-                Err(_) => {
-                    let ty = component.component_type();
-                    let exports: Vec<&str> =
-                        ty.exports(&self.engine).map(|(name, _)| name).collect();
-                    return Err(LoadError::NoHttpExport {
-                        exports: if exports.is_empty() {
-                            "nothing".into()
-                        } else {
-                            exports.join(", ")
-                        },
-                    });
+        let mut flavors = flavors.iter().peekable();
+        while let Some(&flavor) = flavors.next() {
+            let sandbox = self.engines.get(flavor)?;
+            let cached = sandbox
+                .cache
+                .as_ref()
+                .and_then(|c| c.load(&sandbox.engine, &sha256));
+            let from_cache = cached.is_some();
+            let linked = match cached {
+                Some(component) => Ok(component),
+                None => self.compile_fresh(sandbox, flavor, bytes, &sha256),
+            }
+            .and_then(|component| {
+                let size = bytes.len();
+                link(
+                    sandbox,
+                    flavor,
+                    component,
+                    size,
+                    sha256.clone(),
+                    from_cache,
+                    started,
+                )
+            });
+            match linked {
+                Err(LoadError::Invalid(reason) | LoadError::UnsatisfiedImport(reason))
+                    if flavors.peek().is_some() =>
+                {
+                    tracing::debug!(%sha256, %reason, "not for the plain engine; trying the concurrent one");
                 }
-            },
-        };
-        Ok(Compiled {
-            pre: Arc::new(pre),
-            sha256,
-            kind,
-            size: bytes.len(),
-            from_cache,
-            compile_time: started.elapsed(),
-        })
+                result => return result,
+            }
+        }
+        unreachable!("the last flavor returns")
     }
 
     /// Compiles what the cache does not hold, with the precompiler if there
     /// is one, and caches the code.
-    fn compile_fresh(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    fn compile_fresh(
+        &self,
+        sandbox: &Sandbox,
+        flavor: EngineFlavor,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<Component, LoadError> {
         if let Some(precompiler) = &self.config.precompiler {
-            let code = precompiler.precompile(bytes)?;
-            match self.load_code(sha256, &code) {
+            let code = precompiler.precompile(bytes, flavor)?;
+            match load_code(sandbox, sha256, &code) {
                 Ok(component) => return Ok(component),
                 // A precompiler of another wasmtime build (the binary was
                 // replaced while running): its code does not load here.
@@ -165,39 +218,90 @@ impl Runtime {
                 ),
             }
         }
-        let component = Component::new(&self.engine, bytes)
+        let component = Component::new(&sandbox.engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        if let Some(cache) = &self.cache
+        if let Some(cache) = &sandbox.cache
             && let Err(error) = cache.store(sha256, &component)
         {
             tracing::warn!(%error, "compiled code not cached; the next start compiles again");
         }
         Ok(component)
     }
+}
 
-    /// Loads a precompiler's code: through the cache (mapped from the file)
-    /// when there is one.
-    fn load_code(&self, sha256: &str, code: &[u8]) -> Result<Component, String> {
-        if let Some(cache) = &self.cache {
-            match cache.store_code(sha256, code) {
-                Ok(()) => {
-                    if let Some(component) = cache.load(&self.engine, sha256) {
-                        return Ok(component);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "compiled code not cached; the next start compiles again")
-                }
+/// Pre-instantiates a compiled component and finds its handler.
+fn link(
+    sandbox: &Sandbox,
+    flavor: EngineFlavor,
+    component: Component,
+    size: usize,
+    sha256: String,
+    from_cache: bool,
+    started: Instant,
+) -> Result<Compiled, LoadError> {
+    let pre = sandbox
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
+    let p2 = |pre| wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).ok();
+    let (pre, kind) = match flavor {
+        EngineFlavor::Plain => (p2(pre).map(|p| Pre::Plain(Arc::new(p))), HandlerKind::P2),
+        EngineFlavor::Concurrent => {
+            match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+                Ok(p3) => (
+                    Some(Pre::Concurrent(Arc::new(ProxyPre::P3(p3)))),
+                    HandlerKind::P3,
+                ),
+                Err(_) => (
+                    p2(pre).map(|p| Pre::Concurrent(Arc::new(ProxyPre::P2(p)))),
+                    HandlerKind::P2,
+                ),
             }
         }
-        // SAFETY: `code` is what `precompile` of this crate produced for an
-        // engine of the same configuration, in a process of this program
-        // (`Precompiler` promises it); wasmtime checks its header, version and
-        // engine compatibility and refuses anything else.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(&self.engine, code) };
-        loaded.map_err(|e| format!("{e:#}"))
+    };
+    let Some(pre) = pre else {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&sandbox.engine).map(|(name, _)| name).collect();
+        return Err(LoadError::NoHttpExport {
+            exports: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
+        });
+    };
+    Ok(Compiled {
+        pre,
+        sha256,
+        kind,
+        size,
+        from_cache,
+        compile_time: started.elapsed(),
+    })
+}
+
+/// Loads a precompiler's code: through the cache (mapped from the file)
+/// when there is one.
+fn load_code(sandbox: &Sandbox, sha256: &str, code: &[u8]) -> Result<Component, String> {
+    if let Some(cache) = &sandbox.cache {
+        match cache.store_code(sha256, code) {
+            Ok(()) => {
+                if let Some(component) = cache.load(&sandbox.engine, sha256) {
+                    return Ok(component);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "compiled code not cached; the next start compiles again")
+            }
+        }
     }
+    // SAFETY: `code` is what `precompile` of this crate produced for an
+    // engine of the same configuration and flavor, in a process of this
+    // program (`Precompiler` promises it); wasmtime checks its header,
+    // version and engine compatibility and refuses anything else.
+    #[allow(unsafe_code)]
+    let loaded = unsafe { Component::deserialize(&sandbox.engine, code) };
+    loaded.map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(test)]
@@ -213,8 +317,8 @@ mod tests {
     struct Here(RuntimeConfig);
 
     impl Precompiler for Here {
-        fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
-            precompile(&self.0, bytes)
+        fn precompile(&self, bytes: &[u8], flavor: EngineFlavor) -> Result<Vec<u8>, LoadError> {
+            precompile(&self.0, flavor, bytes)
         }
     }
 
@@ -223,7 +327,7 @@ mod tests {
     struct Garbage;
 
     impl Precompiler for Garbage {
-        fn precompile(&self, _bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+        fn precompile(&self, _bytes: &[u8], _flavor: EngineFlavor) -> Result<Vec<u8>, LoadError> {
             Ok(b"not compiled code".to_vec())
         }
     }
@@ -233,7 +337,7 @@ mod tests {
     struct Refuses;
 
     impl Precompiler for Refuses {
-        fn precompile(&self, _bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+        fn precompile(&self, _bytes: &[u8], _flavor: EngineFlavor) -> Result<Vec<u8>, LoadError> {
             Err(LoadError::Invalid("refused on purpose".into()))
         }
     }
@@ -297,7 +401,7 @@ mod tests {
     #[test]
     fn precompile_checks_what_the_bytes_are() {
         assert!(matches!(
-            precompile(&small_config(), b"hello"),
+            precompile(&small_config(), EngineFlavor::Plain, b"hello"),
             Err(LoadError::NotWasm { .. })
         ));
     }

@@ -6,30 +6,34 @@
 //! nothing of sockets, command lines, databases or peers: the `shoal` binary
 //! (`host/`) owns all of those.
 //!
-//! The flow: [`Runtime::new`] builds one [`wasmtime::Engine`] (pooling
+//! The flow: [`Runtime::new`] builds a [`wasmtime::Engine`] (pooling
 //! allocator, epoch interruption, async) and a [`Linker`] with the full WASI
-//! 0.2 and 0.3 import sets. [`Runtime::compile`] validates a component and
-//! compiles it, through the on-disk [`CompileCache`]. [`Runtime::prepare`]
-//! pre-instantiates it with an [`AppConfig`] into an [`App`], and
-//! [`App::handle`] serves one request.
+//! 0.2 import set; a second engine with component-model concurrency and
+//! WASI 0.3 follows when a component needs it ([`EngineFlavor`]).
+//! [`Runtime::compile`] validates a component and compiles it, through the
+//! on-disk [`CompileCache`]. [`Runtime::prepare`] pre-instantiates it with
+//! an [`AppConfig`] into an [`App`], and [`App::handle`] serves one request.
 //!
 //! [`Linker`]: wasmtime::component::Linker
 
 mod app;
 mod cache;
 mod component;
+mod concurrent;
+mod deadline;
 mod engine;
 mod error;
 mod guest_log;
 mod instance;
 mod limits;
+mod plain;
 mod policy;
 mod scheduler;
 
 pub use app::{App, AppConfig, AppStats};
 pub use cache::CompileCache;
 pub use component::{Compiled, HandlerKind, sha256_hex};
-pub use engine::{Precompiler, Runtime, RuntimeConfig, precompile};
+pub use engine::{EngineFlavor, Precompiler, Runtime, RuntimeConfig, precompile};
 pub use error::{LoadError, RequestError, RuntimeError};
 pub use guest_log::{GuestStream, LogSink, TracingSink};
 pub use limits::Limits;
