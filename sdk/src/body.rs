@@ -4,6 +4,7 @@
 use std::io;
 
 use wasip2::http::types::{IncomingBody, IncomingRequest, IncomingResponse, OutgoingBody};
+use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::error::{Error, Result};
@@ -19,22 +20,77 @@ const WRITE: usize = 4096;
 /// Read it in chunks as it arrives, or all at once.
 #[derive(Default)]
 pub struct Body {
-    // Field order matters: the stream must drop before its body, and the
-    // body before the message it came from.
-    stream: Option<InputStream>,
-    body: Option<IncomingBody>,
-    /// Not read yet: a handler that never reads the body never pays for
-    /// opening it.
-    unopened: Option<Unopened>,
+    /// Where the bytes come from; `None` for an empty or finished body. A
+    /// trait object, so that a handler that never reads a body never links
+    /// the code (and the WASI imports) that opens one: each import costs
+    /// every instantiation of the component.
+    source: Option<Box<dyn Source>>,
     /// What [`io::Read`] took from the stream and has not handed out yet.
     leftover: Vec<u8>,
     /// How much of `leftover` is handed out.
     taken: usize,
 }
 
-enum Unopened {
-    Request(IncomingRequest),
-    Response(IncomingResponse),
+/// The bytes of an incoming message.
+trait Source {
+    /// Up to `max` bytes: waiting for some when `blocking`, else what is
+    /// there (maybe nothing). `Err(Closed)` at the end.
+    fn read(&mut self, max: u64, blocking: bool) -> std::result::Result<Vec<u8>, StreamError>;
+    /// Ready once bytes (or the end) can be read without waiting.
+    fn subscribe(&mut self) -> Option<Pollable>;
+}
+
+/// A request or a response whose body is opened on first read.
+struct Incoming<M> {
+    // Field order matters: the stream must drop before its body.
+    stream: Option<InputStream>,
+    body: Option<IncomingBody>,
+    /// Not opened yet: a handler that never reads the body never pays for
+    /// opening it.
+    message: Option<M>,
+}
+
+/// What a body can be opened from.
+trait Consume {
+    fn consume_body(&self) -> Option<IncomingBody>;
+}
+
+impl Consume for IncomingRequest {
+    fn consume_body(&self) -> Option<IncomingBody> {
+        self.consume().ok()
+    }
+}
+
+impl Consume for IncomingResponse {
+    fn consume_body(&self) -> Option<IncomingBody> {
+        self.consume().ok()
+    }
+}
+
+impl<M: Consume> Incoming<M> {
+    fn stream(&mut self) -> Option<&InputStream> {
+        if let Some(message) = self.message.take()
+            && let Some(body) = message.consume_body()
+        {
+            self.stream = body.stream().ok();
+            self.body = Some(body);
+        }
+        self.stream.as_ref()
+    }
+}
+
+impl<M: Consume> Source for Incoming<M> {
+    fn read(&mut self, max: u64, blocking: bool) -> std::result::Result<Vec<u8>, StreamError> {
+        match self.stream() {
+            Some(stream) if blocking => stream.blocking_read(max),
+            Some(stream) => stream.read(max),
+            None => Err(StreamError::Closed),
+        }
+    }
+
+    fn subscribe(&mut self) -> Option<Pollable> {
+        self.stream().map(InputStream::subscribe)
+    }
 }
 
 impl Body {
@@ -44,28 +100,21 @@ impl Body {
     }
 
     pub(crate) fn of_request(request: IncomingRequest) -> Body {
-        Body {
-            unopened: Some(Unopened::Request(request)),
-            ..Body::default()
-        }
+        Body::of(request)
     }
 
     pub(crate) fn of_response(response: IncomingResponse) -> Body {
-        Body {
-            unopened: Some(Unopened::Response(response)),
-            ..Body::default()
-        }
+        Body::of(response)
     }
 
-    fn open(&mut self) {
-        let body = match self.unopened.take() {
-            Some(Unopened::Request(request)) => request.consume().ok(),
-            Some(Unopened::Response(response)) => response.consume().ok(),
-            None => return,
-        };
-        if let Some(body) = body {
-            self.stream = body.stream().ok();
-            self.body = Some(body);
+    fn of<M: Consume + 'static>(message: M) -> Body {
+        Body {
+            source: Some(Box::new(Incoming {
+                stream: None,
+                body: None,
+                message: Some(message),
+            })),
+            ..Body::default()
         }
     }
 
@@ -80,23 +129,17 @@ impl Body {
         Some(rest)
     }
 
-    fn close(&mut self) {
-        self.stream = None;
-        self.body = None;
-    }
-
     /// The next chunk of the body, or `None` at its end. Blocks until bytes
     /// arrive.
     pub fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
         if let Some(rest) = self.take_leftover() {
             return Ok(Some(rest));
         }
-        self.open();
         loop {
-            let Some(stream) = &self.stream else {
+            let Some(source) = &mut self.source else {
                 return Ok(None);
             };
-            match stream.blocking_read(CHUNK) {
+            match source.read(CHUNK, true) {
                 Ok(bytes) if bytes.is_empty() => continue,
                 Ok(bytes) => return Ok(Some(bytes)),
                 Err(error) => return self.end(error),
@@ -111,13 +154,16 @@ impl Body {
         if let Some(rest) = self.take_leftover() {
             return Ok(Some(rest));
         }
-        self.open();
         loop {
-            let Some(stream) = &self.stream else {
+            let Some(source) = &mut self.source else {
                 return Ok(None);
             };
-            match stream.read(CHUNK) {
-                Ok(bytes) if bytes.is_empty() => Wait::new(stream.subscribe()).await,
+            match source.read(CHUNK, false) {
+                Ok(bytes) if bytes.is_empty() => {
+                    if let Some(ready) = source.subscribe() {
+                        Wait::new(ready).await
+                    }
+                }
                 Ok(bytes) => return Ok(Some(bytes)),
                 Err(error) => return self.end(error),
             }
@@ -126,7 +172,7 @@ impl Body {
 
     /// The stream ended, cleanly or not.
     fn end(&mut self, error: StreamError) -> Result<Option<Vec<u8>>> {
-        self.close();
+        self.source = None;
         match error {
             StreamError::Closed => Ok(None),
             StreamError::LastOperationFailed(e) => Err(Error::bad_request(format!(
@@ -224,11 +270,24 @@ pub enum ResponseBody {
     Empty,
     /// These bytes.
     Bytes(Vec<u8>),
+    /// These bytes, which live as long as the program (a literal): nothing
+    /// is copied, and a handler answering one allocates nothing.
+    Static(&'static [u8]),
     /// Written by this function after the status and headers are sent.
     Stream(Producer),
 }
 
 impl ResponseBody {
+    /// The bytes of a body given whole (`None` for a stream).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            ResponseBody::Empty => Some(&[]),
+            ResponseBody::Bytes(bytes) => Some(bytes),
+            ResponseBody::Static(bytes) => Some(bytes),
+            ResponseBody::Stream(_) => None,
+        }
+    }
+
     /// Writes the body into `body` and finishes it.
     pub(crate) fn send(self, body: OutgoingBody) -> Result<()> {
         let stream = body
@@ -238,6 +297,7 @@ impl ResponseBody {
         let result = match self {
             ResponseBody::Empty => Ok(()),
             ResponseBody::Bytes(bytes) => writer.write(&bytes),
+            ResponseBody::Static(bytes) => writer.write(bytes),
             ResponseBody::Stream(produce) => produce(&mut writer),
         };
         drop(writer);
@@ -261,7 +321,13 @@ impl From<String> for ResponseBody {
 
 impl From<&'static str> for ResponseBody {
     fn from(text: &'static str) -> Self {
-        ResponseBody::Bytes(text.as_bytes().to_vec())
+        ResponseBody::Static(text.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for ResponseBody {
+    fn from(bytes: &'static [u8]) -> Self {
+        ResponseBody::Static(bytes)
     }
 }
 

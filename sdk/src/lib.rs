@@ -14,9 +14,10 @@
 //! futures ([`fetch_async`], [`Body::next_chunk`], [`sleep`]), several at
 //! once with any executor-agnostic combinator (`futures::join!`, ...).
 //!
-//! Requests and responses are [`http`](http_types) crate types:
-//! [`Request`] is `http::Request<Body>`, [`Response`] is
-//! `http::Response<ResponseBody>`. Errors are values: [`Error`] carries
+//! Requests and responses work with the [`http`](http_types) crate's
+//! types: [`Request`] has the accessors of `http::Request<Body>` (and
+//! converts to and from one), reading each part from the host only when
+//! asked; [`Response`] is `http::Response<ResponseBody>`. Errors are values: [`Error`] carries
 //! the status it answers with, and `?` converts any error (bad JSON → 400,
 //! a denied outbound request → 403, anything else → 500).
 //!
@@ -31,6 +32,7 @@ mod error;
 mod executor;
 mod fetch;
 mod query;
+mod request;
 mod response;
 mod router;
 mod serve;
@@ -49,8 +51,7 @@ pub use response::{IntoResponse, empty, stream, text};
 pub use router::Router;
 pub use shoal_sdk_macro::http;
 
-/// An incoming request: an [`http::Request`] whose body streams from the client.
-pub type Request = http::Request<Body>;
+pub use request::Request;
 
 /// A response: an [`http::Response`] whose body is bytes or a stream.
 pub type Response = http::Response<ResponseBody>;

@@ -14,7 +14,7 @@ impl Params {
     }
 }
 
-/// Parameter accessors on [`http::Request`].
+/// Parameter accessors on [`crate::Request`] (and on [`http::Request`]).
 pub trait RequestExt {
     /// The first value of query parameter `name`, percent-decoded.
     fn query_param(&self, name: &str) -> Option<String>;
@@ -25,7 +25,37 @@ pub trait RequestExt {
     fn param(&self, name: &str) -> Option<&str>;
 }
 
-impl<B> RequestExt for http::Request<B> {
+mod sealed {
+    /// What the parameters are read from.
+    pub trait Head {
+        fn uri(&self) -> &http::Uri;
+        fn extensions(&self) -> &http::Extensions;
+    }
+}
+
+use sealed::Head;
+
+impl Head for crate::Request {
+    fn uri(&self) -> &http::Uri {
+        self.uri()
+    }
+
+    fn extensions(&self) -> &http::Extensions {
+        self.extensions()
+    }
+}
+
+impl<B> Head for http::Request<B> {
+    fn uri(&self) -> &http::Uri {
+        self.uri()
+    }
+
+    fn extensions(&self) -> &http::Extensions {
+        self.extensions()
+    }
+}
+
+impl<R: Head> RequestExt for R {
     fn query_param(&self, name: &str) -> Option<String> {
         pairs(self.uri().query()?)
             .find_map(|(key, value)| (decode(key) == name).then(|| decode(value)))

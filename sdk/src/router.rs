@@ -36,7 +36,10 @@ struct Route {
 ///     .get("/users/:id", user)
 ///     .post("/users", |_req| (StatusCode::CREATED, "created\n"));
 ///
-/// let get = |path: &str| shoal_sdk::http_types::Request::get(path).body(Body::empty()).unwrap();
+/// let get = |path: &str| {
+///     let request = shoal_sdk::http_types::Request::get(path).body(Body::empty()).unwrap();
+///     Request::from(request)
+/// };
 /// assert_eq!(router.handle(get("/users/7")).status(), 200);
 /// assert_eq!(router.handle(get("/users")).status(), 405); // Allow: POST
 /// assert_eq!(router.handle(get("/nope")).status(), 404);
@@ -187,7 +190,7 @@ fn matches(segments: &[Segment], path: &str) -> Option<HashMap<String, String>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::{Body, ResponseBody};
+    use crate::body::Body;
     use crate::query::RequestExt;
 
     fn request(method: Method, path: &str) -> Request {
@@ -196,13 +199,11 @@ mod tests {
             .uri(path)
             .body(Body::empty())
             .unwrap()
+            .into()
     }
 
     fn body(response: &Response) -> String {
-        match response.body() {
-            ResponseBody::Bytes(bytes) => String::from_utf8(bytes.clone()).unwrap(),
-            _ => String::new(),
-        }
+        String::from_utf8(response.body().as_bytes().unwrap_or_default().to_vec()).unwrap()
     }
 
     #[test]

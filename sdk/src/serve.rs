@@ -1,12 +1,9 @@
-//! The glue the `#[shoal_sdk::http]` macro calls: turn the WASI request
-//! into an [`http::Request`], call the handler, send its response.
+//! The glue the `#[shoal_sdk::http]` macro calls: hand the WASI request to
+//! the handler, send its response.
 
-use http::{HeaderValue, StatusCode};
-use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, Scheme,
-};
+use http::StatusCode;
+use wasip2::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
-use crate::body::Body;
 use crate::error::Error;
 use crate::executor::block_on;
 use crate::response::IntoResponse;
@@ -40,10 +37,7 @@ pub fn serve(
     out: ResponseOutparam,
     handler: impl FnOnce(Request) -> Response,
 ) {
-    let response = match to_request(incoming) {
-        Ok(request) => handler(request),
-        Err(error) => error.into_response(),
-    };
+    let response = handler(Request::from_incoming(incoming));
     let (parts, body) = response.into_parts();
     let headers: Vec<(String, Vec<u8>)> = parts
         .headers
@@ -55,12 +49,9 @@ pub fn serve(
         // A header the host forbids (e.g. `connection`): a bug in the
         // handler, reported instead of silently dropped.
         Err(error) => {
-            let fields = Fields::new();
-            let _ = fields.append(
-                "content-type",
-                HeaderValue::from_static("text/plain").as_bytes(),
-            );
             eprintln!("shoal-sdk: the handler's response has a header the host refuses: {error:?}");
+            let plain = [("content-type".to_string(), b"text/plain".to_vec())];
+            let fields = Fields::from_list(&plain).expect("content-type is allowed");
             (fields, StatusCode::INTERNAL_SERVER_ERROR)
         }
     };
@@ -80,56 +71,5 @@ pub fn serve(
     };
     if let Err(error) = body.send(outgoing) {
         eprintln!("shoal-sdk: sending the response body failed: {error}");
-    }
-}
-
-fn to_request(incoming: IncomingRequest) -> Result<Request, Error> {
-    let scheme = match incoming.scheme() {
-        Some(Scheme::Https) => "https".to_string(),
-        Some(Scheme::Other(other)) => other,
-        _ => "http".to_string(),
-    };
-    let path = incoming.path_with_query().unwrap_or_else(|| "/".into());
-    let mut uri = http::Uri::builder()
-        .scheme(scheme.as_str())
-        .path_and_query(path.as_str());
-    if let Some(authority) = incoming.authority() {
-        uri = uri.authority(authority);
-    }
-    let builder = http::Request::builder()
-        .method(method(incoming.method()))
-        .uri(
-            uri.build()
-                .map_err(|e| Error::bad_request(format!("invalid request target: {e}")))?,
-        );
-    let mut request = builder
-        .body(())
-        .map_err(|e| Error::bad_request(format!("invalid request: {e}")))?;
-    let headers = request.headers_mut();
-    for (name, value) in incoming.headers().entries() {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(&value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    Ok(request.map(|()| Body::of_request(incoming)))
-}
-
-fn method(method: Method) -> http::Method {
-    match method {
-        Method::Get => http::Method::GET,
-        Method::Post => http::Method::POST,
-        Method::Put => http::Method::PUT,
-        Method::Delete => http::Method::DELETE,
-        Method::Patch => http::Method::PATCH,
-        Method::Head => http::Method::HEAD,
-        Method::Options => http::Method::OPTIONS,
-        Method::Connect => http::Method::CONNECT,
-        Method::Trace => http::Method::TRACE,
-        Method::Other(other) => {
-            http::Method::from_bytes(other.as_bytes()).unwrap_or(http::Method::GET)
-        }
     }
 }
