@@ -72,6 +72,26 @@ fn hostile_guests_fail_alone_and_fast_while_healthy_requests_are_served() {
 }
 
 #[test]
+fn a_guest_failing_mid_body_aborts_its_response() {
+    let shoal = Shoal::run(SHOAL, guests::PROBE, &[]);
+    let mut response = shoal_test_support::agent()
+        .get(&shoal.url("/panic-mid-body"))
+        .call()
+        .expect("the head arrives");
+    assert_eq!(response.status(), 200);
+    // The body is cut off, not ended as if complete.
+    let mut body = String::new();
+    let read = std::io::Read::read_to_string(&mut response.body_mut().as_reader(), &mut body);
+    assert!(read.is_err(), "the body ended cleanly: {body:?}");
+    assert!(
+        shoal
+            .wait_for_log("the probe panicked mid-body", Duration::from_secs(5))
+            .is_some()
+    );
+    assert_eq!(shoal.get("/").status, 200);
+}
+
+#[test]
 fn guests_burning_cpu_do_not_starve_a_cheap_request() {
     let shoal = Shoal::run(SHOAL, guests::PROBE, &[]);
     assert_eq!(shoal.get("/").status, 200);

@@ -95,6 +95,13 @@ impl Guest for Probe {
                 respond(out, 200, &depth.to_string());
             }
             "/panic" => panic!("the probe panicked on purpose"),
+            "/panic-mid-body" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().unwrap();
+                ResponseOutparam::set(out, Ok(response));
+                write_all(&body, b"the first part\n");
+                panic!("the probe panicked mid-body");
+            }
             "/no-response" => {}
             _ => respond(out, 404, "no such probe route\n"),
         }
