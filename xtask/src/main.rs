@@ -45,10 +45,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace root: the parent of xtask's manifest directory, which
+/// `cargo run` (the `cargo xtask` alias) passes at run time. The path baked
+/// in at build time is only a fallback: a target directory shared between
+/// clones keeps a built xtask after its clone moves.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
-        .unwrap()
+        .unwrap_or(Path::new("."))
         .to_path_buf()
 }
 
