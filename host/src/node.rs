@@ -480,20 +480,20 @@ impl Node {
         let desired = Desired::new(records);
         let mut restored = 0;
         for (record, spec) in desired.apps() {
-            if !self.store.has_component(&spec.component)
-                || !self.runtime.is_cached(&spec.component)
-            {
+            if !self.store.has_component(&spec.component) {
                 continue;
             }
             let loaded = self
                 .store
                 .read_component(&spec.component)
-                .and_then(|bytes| Ok(self.runtime.compile(&bytes)?));
+                .and_then(|bytes| Ok(self.runtime.compile_cached(&bytes)?));
             match loaded {
-                Ok(compiled) => {
+                Ok(Some(compiled)) => {
                     self.install(&compiled, spec, record.version);
                     restored += 1;
                 }
+                // Not compiled here before: the controller compiles it.
+                Ok(None) => {}
                 Err(error) => {
                     tracing::error!(app = %spec.name, error = format!("{error:#}"), "stored app could not be loaded")
                 }

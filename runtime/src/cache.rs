@@ -36,12 +36,6 @@ impl CompileCache {
         self.dir.join(format!("{sha256}.cwasm"))
     }
 
-    /// Whether compiled code for `sha256` is on disk (it may still fail
-    /// to load; `load` says).
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.path(sha256).is_file()
-    }
-
     /// The cached compilation of `sha256`, if there is a usable one. A file
     /// that fails to load (truncated, other version) is removed.
     pub(crate) fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {

@@ -150,9 +150,25 @@ impl Runtime {
     /// a blocking thread.
     ///
     /// A WASIp3 component goes to the concurrent engine. Any other goes to
-    /// the plain engine, unless it is valid only with component-model
-    /// concurrency (or imports WASI 0.3), which the concurrent engine has.
+    /// the plain engine, unless the plain engine refuses it for needing
+    /// component-model concurrency or WASI 0.3, which the concurrent engine
+    /// has.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, LoadError> {
+        match self.load(bytes, true)? {
+            Some(compiled) => Ok(compiled),
+            None => unreachable!("a load that may compile always gives a component"),
+        }
+    }
+
+    /// [`Runtime::compile`] if it takes no compilation: the component's code
+    /// is in the cache of the engine it runs on. `None` when it is not (or
+    /// when only the concurrent engine would take a component that does not
+    /// export a WASIp3 handler: that engine is not made just to look).
+    pub fn compile_cached(&self, bytes: &[u8]) -> Result<Option<Compiled>, LoadError> {
+        self.load(bytes, false)
+    }
+
+    fn load(&self, bytes: &[u8], may_compile: bool) -> Result<Option<Compiled>, LoadError> {
         let started = Instant::now();
         check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
@@ -161,19 +177,19 @@ impl Runtime {
         } else {
             &[EngineFlavor::Plain, EngineFlavor::Concurrent]
         };
-        let mut flavors = flavors.iter().peekable();
-        while let Some(&flavor) = flavors.next() {
+        for (tried, &flavor) in flavors.iter().enumerate() {
             let sandbox = self.engines.get(flavor)?;
             let cached = sandbox
                 .cache
                 .as_ref()
                 .and_then(|c| c.load(&sandbox.engine, &sha256));
             let from_cache = cached.is_some();
-            let linked = match cached {
+            let component = match cached {
                 Some(component) => Ok(component),
-                None => self.compile_fresh(sandbox, flavor, bytes, &sha256),
-            }
-            .and_then(|component| {
+                None if may_compile => self.compile_fresh(sandbox, flavor, bytes, &sha256),
+                None => return Ok(None),
+            };
+            let linked = component.and_then(|component| {
                 let size = bytes.len();
                 link(
                     sandbox,
@@ -186,12 +202,13 @@ impl Runtime {
                 )
             });
             match linked {
-                Err(LoadError::Invalid(reason) | LoadError::UnsatisfiedImport(reason))
-                    if flavors.peek().is_some() =>
-                {
-                    tracing::debug!(%sha256, %reason, "not for the plain engine; trying the concurrent one");
+                Err(error) if tried + 1 < flavors.len() && needs_concurrency(&error) => {
+                    if !may_compile {
+                        return Ok(None);
+                    }
+                    tracing::debug!(%sha256, %error, "not for the plain engine; trying the concurrent one");
                 }
-                result => return result,
+                result => return result.map(Some),
             }
         }
         unreachable!("the last flavor returns")
@@ -226,6 +243,18 @@ impl Runtime {
             tracing::warn!(%error, "compiled code not cached; the next start compiles again");
         }
         Ok(component)
+    }
+}
+
+/// Whether the plain engine refused a component for what only the
+/// concurrent engine has: a component-model concurrency feature (validation
+/// names the feature it requires) or a WASI 0.3 import. Any other failure
+/// stands: compiling it again on the other engine would fail the same way.
+fn needs_concurrency(error: &LoadError) -> bool {
+    match error {
+        LoadError::Invalid(reason) => reason.contains("requires the component model"),
+        LoadError::UnsatisfiedImport(reason) => reason.contains("@0.3"),
+        _ => false,
     }
 }
 
@@ -371,13 +400,40 @@ mod tests {
             Arc::new(Here(small_config())),
             Some(cache.path().to_path_buf()),
         );
+        assert!(matches!(runtime.compile_cached(EMPTY_COMPONENT), Ok(None)));
         // Compiled and loaded: the empty component then fails for what it
         // exports, not for how it was compiled.
         assert!(matches!(
             runtime.compile(EMPTY_COMPONENT),
             Err(LoadError::NoHttpExport { .. })
         ));
-        assert!(runtime.is_cached(&sha256_hex(EMPTY_COMPONENT)));
+        // Cached: loaded with no compilation, it fails the same way.
+        assert!(matches!(
+            runtime.compile_cached(EMPTY_COMPONENT),
+            Err(LoadError::NoHttpExport { .. })
+        ));
+    }
+
+    #[test]
+    fn only_components_that_need_concurrency_go_to_the_concurrent_engine() {
+        let runtime = Runtime::new(small_config()).unwrap();
+        // Invalid on any engine: refused once, and the concurrent engine is
+        // not made for it.
+        let invalid = wat::parse_str("(component (core module (func (result i32))))").unwrap();
+        assert!(matches!(
+            runtime.compile(&invalid),
+            Err(LoadError::Invalid(_))
+        ));
+        assert_eq!(runtime.engines.made().count(), 1);
+        // A `stream` type needs component-model concurrency: the plain
+        // engine refuses it, the concurrent one compiles it (and then finds
+        // no HTTP export).
+        let streams = wat::parse_str("(component (type (stream u8)))").unwrap();
+        assert!(matches!(
+            runtime.compile(&streams),
+            Err(LoadError::NoHttpExport { .. })
+        ));
+        assert_eq!(runtime.engines.made().count(), 2);
     }
 
     #[test]

@@ -68,15 +68,15 @@ impl Deadlines {
     pub(crate) fn fire(&self, now: Instant) {
         let mut due = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            let keys: Vec<usize> = shard
-                .entries
-                .iter()
-                .filter(|(_, entry)| entry.at <= now)
-                .map(|(key, _)| key)
-                .collect();
-            due.extend(keys.into_iter().map(|key| shard.entries.remove(key).waker));
+            lock(shard).entries.retain(|_, entry| {
+                let passed = entry.at <= now;
+                if passed {
+                    due.push(entry.waker.clone());
+                }
+                !passed
+            });
         }
+        // Woken outside the locks: a woken task may poll its deadline at once.
         due.into_iter().for_each(Waker::wake);
     }
 

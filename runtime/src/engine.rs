@@ -162,7 +162,7 @@ impl Engines {
     }
 
     /// The engines made so far.
-    fn made(&self) -> impl Iterator<Item = &Sandbox> {
+    pub(crate) fn made(&self) -> impl Iterator<Item = &Sandbox> {
         std::iter::once(&self.plain).chain(self.concurrent.get().and_then(|r| r.as_ref().ok()))
     }
 }
@@ -203,15 +203,6 @@ impl Runtime {
     /// The settings the runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
-    }
-
-    /// Whether `sha256` was compiled before and its code is cached, so
-    /// loading it takes milliseconds, not a compilation.
-    pub fn is_cached(&self, sha256: &str) -> bool {
-        [EngineFlavor::Plain, EngineFlavor::Concurrent]
-            .into_iter()
-            .filter_map(|flavor| self.engines.get(flavor).ok()?.cache.as_ref())
-            .any(|cache| cache.contains(sha256))
     }
 }
 

@@ -156,21 +156,9 @@ pub(crate) async fn serve(
                 }
                 (None, None) => None,
             };
-            let unanswered =
-                || wasmtime::format_err!("guest never invoked `response-outparam::set`");
-            Err(match ended {
-                Some(Ended {
-                    error: Some(error),
-                    memory_limit_hit,
-                }) => shared.failed(
-                    &error,
-                    Some(&Ended {
-                        error: None,
-                        memory_limit_hit,
-                    }),
-                ),
-                _ => shared.failed(&unanswered(), None),
-            })
+            let unanswered = wasmtime::format_err!("guest never invoked `response-outparam::set`");
+            let error = ended.as_ref().and_then(|e| e.error.as_ref());
+            Err(shared.failed(error.unwrap_or(&unanswered), ended.as_ref()))
         }
     }
 }
