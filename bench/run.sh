@@ -3,8 +3,10 @@
 # `wasmtime serve -Scli` (when `wasmtime` is installed), the same hello
 # written with shoal-sdk under `shoal run`, and with a raw hyper
 # server (no Wasm: the ceiling), loads each in turns on loopback with wrk,
-# and prints req/s, p50, p99 and the ratios. Rounds alternate between the
-# systems so a noisy machine hurts them alike; the table gives medians.
+# and prints req/s, p50, p99, the ratios, and the CPU time the servers
+# and wrk spent per request (from /proc and bash's `time`). Rounds
+# alternate between the systems so a noisy machine hurts them alike; the
+# table gives medians.
 # A realistic mix follows: the probe guest answering 64 KiB
 # (`GET /bytes?n=65536`) and echoing a 64 KiB POST (`/echo`), under
 # `shoal run` and `wasmtime serve` (MIX=0 skips). Then bench/footprint.py
@@ -55,6 +57,7 @@ start() {
   local name="$1"; shift
   "$@" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
+  printf -v "PID_$name" "%s" "$!"
   for _ in $(seq 600); do
     local addr
     addr="$(grep -o 'http://[0-9.:]*/' "$WORK/$name.log" | head -1 || true)"
@@ -125,6 +128,22 @@ if [ "${MESH:-1}" != 0 ]; then
   SYSTEMS+=(direct forwarded)
 fi
 
+# The server processes behind each system, whose CPU time a run counts.
+PIDS_shoal="${PID_shoal:-}"; PIDS_sdk="${PID_sdk:-}"; PIDS_wasmtime="${PID_wasmtime:-}"; PIDS_hyper="${PID_hyper:-}"
+PIDS_shoal_out="${PID_probe_shoal:-}"; PIDS_shoal_echo="${PID_probe_shoal:-}"
+PIDS_wasmtime_out="${PID_probe_wasmtime:-}"; PIDS_wasmtime_echo="${PID_probe_wasmtime:-}"
+PIDS_direct="${PID_m1:-} ${PID_m2:-}"; PIDS_forwarded="${PID_m1:-} ${PID_m2:-}"
+TICK="$(getconf CLK_TCK)"
+# cpu_seconds SYSTEM: user + system CPU time its servers have used so far.
+cpu_seconds() {
+  local pids="PIDS_$1" ticks=0 pid
+  for pid in ${!pids}; do
+    # Fields after the command name: utime and stime are the 12th and 13th.
+    ticks=$((ticks + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$ticks $TICK" | awk '{printf "%.3f", $1 / $2}'
+}
+
 # url SYSTEM: where to load it; script SYSTEM: wrk's options for its requests.
 url() { local a="ADDR_$1" p="URL_$1"; echo "http://${!a}${!p:-$URL_PATH}"; }
 script() { local s="SCRIPT_$1"; if [ -n "${!s:-}" ]; then echo "-s ${!s}"; fi; }
@@ -138,15 +157,19 @@ RESULTS="$WORK/results.tsv"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
     for system in "${SYSTEMS[@]}"; do
+      before="$(cpu_seconds "$system")"
       # shellcheck disable=SC2046
-      out="$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency $(script "$system") "$(url "$system")")"
+      out="$( { TIMEFORMAT='%3U %3S'; time wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency $(script "$system") "$(url "$system")"; } 2>"$WORK/wrk.time")"
+      server_cpu="$(echo "$before $(cpu_seconds "$system")" | awk '{printf "%.3f", $2 - $1}')"
+      wrk_cpu="$(awk '{printf "%.3f", $1 + $2}' "$WORK/wrk.time")"
       errors="$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')"
-      echo "$out" | awk -v s="$system" -v c="$conns" -v r="$round" -v e="$errors" '
+      echo "$out" | awk -v s="$system" -v c="$conns" -v r="$round" -v e="$errors" -v sc="$server_cpu" -v wc="$wrk_cpu" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
-        END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, c, r, rps, p50, p99, e }' >>"$RESULTS"
+        / requests in / { n = $1 }
+        END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, c, r, rps, p50, p99, (n ? 1e6 * sc / n : 0), (n ? 1e6 * wc / n : 0), e }' >>"$RESULTS"
       echo "round $round: $system at $conns connections done" >&2
     done
   done
@@ -157,13 +180,15 @@ import statistics, sys, collections, os
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = collections.defaultdict(list)
 errors = collections.defaultdict(list)
-for system, conns, _round, rps, p50, p99, err in rows:
-    by[(system, int(conns))].append((float(rps), float(p50), float(p99)))
+for system, conns, _round, rps, p50, p99, cpu, wrk_cpu, err in rows:
+    by[(system, int(conns))].append((float(rps), float(p50), float(p99), float(cpu), float(wrk_cpu)))
     if err.strip(): errors[(system, int(conns))].append(err.strip())
-med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in by.items()}
+med = {k: tuple(statistics.median(x[i] for x in v) for i in range(5)) for k, v in by.items()}
 print(f"component: {os.path.basename(sys.argv[2])} ({os.path.getsize(sys.argv[2])} bytes); "
       f"{sys.argv[4]} rounds of {sys.argv[3]} per cell; medians")
-print(f"{'conns':>5}  {'system':<18}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'of ceiling':>12}")
+print("cpu: server processes' CPU time per request (user + system); wrk: the load generator's, on the same cores")
+print(f"{'conns':>5}  {'system':<18}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'vs wasmtime':>13}{'of ceiling':>12}"
+      f"{'cpu us/req':>12}{'wrk us/req':>12}")
 for conns in sorted({c for _, c in med}):
     base = med.get(("wasmtime", conns))
     ceil = med.get(("hyper", conns))
@@ -172,12 +197,13 @@ for conns in sorted({c for _, c in med}):
                           ("shoal_out", "64k out, shoal"), ("wasmtime_out", "64k out, wasmtime"),
                           ("shoal_echo", "64k echo, shoal"), ("wasmtime_echo", "64k echo, wasmt.")):
         if (system, conns) not in med: continue
-        rps, p50, p99 = med[(system, conns)]
+        rps, p50, p99, cpu, wrk_cpu = med[(system, conns)]
         mix = system.split("_")[1] if "_" in system else None
         b = med.get((f"wasmtime_{mix}", conns)) if mix else base
         ratio = f"{rps / b[0]:.2f}x" if b else "-"
         share = f"{100 * rps / ceil[0]:.0f}%" if ceil and not mix else "-"
-        print(f"{conns:>5}  {label:<18}{rps:>8.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}")
+        print(f"{conns:>5}  {label:<18}{rps:>8.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>13}{share:>12}"
+              f"{cpu:>12.1f}{wrk_cpu:>12.1f}")
 print("targets: hello >= 4.0x wasmtime with p99 <= wasmtime's; the 64k ratios within 20% of hello's")
 for conns in sorted({c for _, c in med}):
     if ("shoal", conns) not in med or ("wasmtime", conns) not in med: continue
@@ -185,6 +211,10 @@ for conns in sorted({c for _, c in med}):
     p99 = (med[("shoal", conns)][2], med[("wasmtime", conns)][2])
     verdict = "met" if hello >= 4.0 and p99[0] <= p99[1] else "MISSED"
     print(f"hello at {conns} connections: {hello:.2f}x, p99 {p99[0]:.2f} vs {p99[1]:.2f} ms: {verdict}")
+    s, w = med[("shoal", conns)], med[("wasmtime", conns)]
+    if s[3] > 0:
+        print(f"  CPU per request: shoal {s[3]:.1f} us, wasmtime serve {w[3]:.1f} us ({w[3] / s[3]:.2f}x less); "
+              f"wrk {s[4]:.1f} / {w[4]:.1f} us beside them")
     for mix in ("out", "echo"):
         s, w = med.get((f"shoal_{mix}", conns)), med.get((f"wasmtime_{mix}", conns))
         if s and w:
