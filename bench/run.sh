@@ -238,5 +238,14 @@ if [ "${FOOTPRINT:-1}" != 0 ]; then
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   PIDS=()
   echo
-  SHOAL="$BIN/shoal" HELLO="$COMPONENT" python3 bench/footprint.py
+  # The Python guest of tests/compat.rs, a ~40 MB component, for a large
+  # component's cold start (skipped without componentize-py).
+  wit="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasip2-2.*/wit 2>/dev/null | tail -1 || true)"
+  if [ -z "${LARGE:-}" ] && command -v componentize-py >/dev/null && [ -n "$wit" ]; then
+    mkdir -p "$WORK/python" && cp tests/guests-python/app.py "$WORK/python/"
+    if (cd "$WORK/python" && componentize-py -d "$wit" -w wasi:http/proxy@0.2.12 componentize app -o python.wasm >/dev/null); then
+      LARGE="$WORK/python/python.wasm"
+    fi
+  fi
+  SHOAL="$BIN/shoal" HELLO="$COMPONENT" LARGE="${LARGE:-}" python3 bench/footprint.py
 fi
