@@ -206,36 +206,33 @@ def load_run(p, addr):
     return samples, float(m.group(1)) if m else float("nan")
 
 
-def cold_start_figures(data):
-    """Figure 2 (the restarted host's tries run on `data`, where hello is deployed)."""
+def cold_rows(component):
+    """Cold starts of `component` under `shoal run` and `wasmtime serve` (if installed)."""
     cache = tmpdir()
-    rows = [("shoal run", cold_start(lambda a: shoal_run(a, cache), "/"))]
+    rows = [("shoal run", cold_start(lambda a: shoal_run(a, cache, component), "/"))]
     if WASMTIME:
-        rows.append(("wasmtime serve -Scli", cold_start(wasmtime_serve, "/")))
-    rows.append(("shoal host (restarted)", cold_start(lambda a: shoal_host(data, a, free_addr()), "/hello")))
-    print("\n== 2. Cold start, compile cache warm (spawn to first 200; median [min-max] of %d)"
-          % COLD_TRIES)
+        rows.append(("wasmtime serve -Scli", cold_start(lambda a: wasmtime_serve(a, component), "/")))
+    return rows
+
+
+def print_cold(rows, what):
     for name, (med, lo, hi) in rows:
         row(name, "%7.1f ms  [%.1f-%.1f]" % (med * 1e3, lo * 1e3, hi * 1e3))
     if WASMTIME:
-        print("  target: shoal run <= wasmtime: %s" % met(rows[0][1][0] <= rows[1][1][0]))
-    print("  target: host ready after spawn <= 50 ms: %s" % met(rows[-1][1][0] <= 0.05))
+        print("  target: shoal run <= wasmtime%s: %s" % (what, met(rows[0][1][0] <= rows[1][1][0])))
+
+
+def cold_start_figures(data):
+    """Figure 2 (the restarted host's tries run on `data`, where hello is deployed)."""
+    rows = cold_rows(HELLO)
+    host = cold_start(lambda a: shoal_host(data, a, free_addr()), "/hello")
+    print("\n== 2. Cold start, compile cache warm (spawn to first 200; median [min-max] of %d)"
+          % COLD_TRIES)
+    print_cold(rows + [("shoal host (restarted)", host)], "")
+    print("  target: host ready after spawn <= 50 ms: %s" % met(host[0] <= 0.05))
     if LARGE:
-        large_cold_start()
-
-
-def large_cold_start():
-    """Figure 2 again for the LARGE component."""
-    name = "%s, %.1f MB" % (os.path.basename(LARGE), os.path.getsize(LARGE) / 1e6)
-    cache = tmpdir()
-    rows = [("shoal run", cold_start(lambda a: shoal_run(a, cache, LARGE), "/"))]
-    if WASMTIME:
-        rows.append(("wasmtime serve -Scli", cold_start(lambda a: wasmtime_serve(a, LARGE), "/")))
-    print("  large component (%s):" % name)
-    for what, (med, lo, hi) in rows:
-        row(what, "%7.1f ms  [%.1f-%.1f]" % (med * 1e3, lo * 1e3, hi * 1e3))
-    if WASMTIME:
-        print("  target: shoal run <= wasmtime (large): %s" % met(rows[0][1][0] <= rows[1][1][0]))
+        print("  large component (%s, %.1f MB):" % (os.path.basename(LARGE), os.path.getsize(LARGE) / 1e6))
+        print_cold(cold_rows(LARGE), " (large)")
 
 
 def wasmtime_idle_rss():

@@ -101,7 +101,7 @@ impl Runtime {
             memory: config
                 .limits
                 .memory
-                .min(self.config.max_memory_per_instance),
+                .min(self.config().max_memory_per_instance),
             ..config.limits
         };
         let engine = self

@@ -118,27 +118,36 @@ fn describe_start(bytes: &[u8]) -> String {
     }
 }
 
-/// Whether the component exports a WASIp3 handler (`wasi:http/handler@0.3`),
-/// read from its top-level export section before anything is compiled.
-fn exports_p3_handler(bytes: &[u8]) -> bool {
+/// Whether the component imports or exports a WASI 0.3 interface
+/// (`wasi:http/handler@0.3`, `wasi:clocks/...@0.3`): only the concurrent
+/// engine links those. Read from its top-level import and export sections
+/// before anything is compiled.
+fn declares_wasi_p3(bytes: &[u8]) -> bool {
     use wasmparser::{Parser, Payload};
+    let p3 = |name: &str| name.starts_with("wasi:") && name.contains("@0.3");
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
-            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
-            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
-                let p3 = exports
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e.name.name.starts_with("wasi:http/handler@0.3"));
-                if p3 {
-                    return true;
-                }
+        let found = match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => {
+                depth += 1;
+                false
             }
-            Ok(_) => {}
+            Ok(Payload::End(_)) => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            Ok(Payload::ComponentImportSection(imports)) if depth == 0 => {
+                imports.into_iter().flatten().any(|i| p3(i.name.name))
+            }
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                exports.into_iter().flatten().any(|e| p3(e.name.name))
+            }
+            Ok(_) => false,
             // Left for the engine to report.
             Err(_) => return false,
+        };
+        if found {
+            return true;
         }
     }
     false
@@ -149,10 +158,10 @@ impl Runtime {
     /// component. This blocks for as long as compilation takes: call it from
     /// a blocking thread.
     ///
-    /// A WASIp3 component goes to the concurrent engine. Any other goes to
-    /// the plain engine, unless the plain engine refuses it for needing
-    /// component-model concurrency or WASI 0.3, which the concurrent engine
-    /// has.
+    /// A component that imports or exports WASI 0.3 goes to the concurrent
+    /// engine. Any other goes to the plain engine, unless validation there
+    /// refuses it for needing component-model concurrency, which the
+    /// concurrent engine has.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, LoadError> {
         match self.load(bytes, true)? {
             Some(compiled) => Ok(compiled),
@@ -163,7 +172,7 @@ impl Runtime {
     /// [`Runtime::compile`] if it takes no compilation: the component's code
     /// is in the cache of the engine it runs on. `None` when it is not (or
     /// when only the concurrent engine would take a component that does not
-    /// export a WASIp3 handler: that engine is not made just to look).
+    /// declare WASI 0.3: that engine is not made just to look).
     pub fn compile_cached(&self, bytes: &[u8]) -> Result<Option<Compiled>, LoadError> {
         self.load(bytes, false)
     }
@@ -172,7 +181,7 @@ impl Runtime {
         let started = Instant::now();
         check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
-        let flavors: &[EngineFlavor] = if exports_p3_handler(bytes) {
+        let flavors: &[EngineFlavor] = if declares_wasi_p3(bytes) {
             &[EngineFlavor::Concurrent]
         } else {
             &[EngineFlavor::Plain, EngineFlavor::Concurrent]
@@ -223,7 +232,7 @@ impl Runtime {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<Component, LoadError> {
-        if let Some(precompiler) = &self.config.precompiler {
+        if let Some(precompiler) = &self.engines.config.precompiler {
             let code = precompiler.precompile(bytes, flavor)?;
             match load_code(sandbox, sha256, &code) {
                 Ok(component) => return Ok(component),
@@ -247,15 +256,12 @@ impl Runtime {
 }
 
 /// Whether the plain engine refused a component for what only the
-/// concurrent engine has: a component-model concurrency feature (validation
-/// names the feature it requires) or a WASI 0.3 import. Any other failure
-/// stands: compiling it again on the other engine would fail the same way.
+/// concurrent engine has: a component-model concurrency feature (a `stream`
+/// or `future` type, an async function; validation names the feature it
+/// requires). Any other failure stands: compiling it again on the other
+/// engine would fail the same way.
 fn needs_concurrency(error: &LoadError) -> bool {
-    match error {
-        LoadError::Invalid(reason) => reason.contains("requires the component model"),
-        LoadError::UnsatisfiedImport(reason) => reason.contains("@0.3"),
-        _ => false,
-    }
+    matches!(error, LoadError::Invalid(reason) if reason.contains("requires the component model"))
 }
 
 /// Pre-instantiates a compiled component and finds its handler.
@@ -351,6 +357,17 @@ mod tests {
         }
     }
 
+    /// Compiles in this process, noting the engine each compilation is for.
+    #[derive(Debug, Default)]
+    struct Noting(std::sync::Mutex<Vec<EngineFlavor>>);
+
+    impl Precompiler for Noting {
+        fn precompile(&self, bytes: &[u8], flavor: EngineFlavor) -> Result<Vec<u8>, LoadError> {
+            self.0.lock().unwrap().push(flavor);
+            precompile(&small_config(), flavor, bytes)
+        }
+    }
+
     /// Answers with something that is not code for this engine.
     #[derive(Debug)]
     struct Garbage;
@@ -412,6 +429,30 @@ mod tests {
             runtime.compile_cached(EMPTY_COMPONENT),
             Err(LoadError::NoHttpExport { .. })
         ));
+    }
+
+    #[test]
+    fn a_component_declaring_wasi_0_3_is_compiled_for_the_concurrent_engine_only() {
+        let noting = Arc::new(Noting::default());
+        let runtime = runtime(noting.clone(), None);
+        assert!(runtime.compile(EMPTY_COMPONENT).is_err());
+        assert_eq!(*noting.0.lock().unwrap(), [EngineFlavor::Plain]);
+        let p3 = wat::parse_str(
+            r#"(component (import "wasi:clocks/monotonic-clock@0.3.0" (instance)))"#,
+        )
+        .unwrap();
+        let error = runtime.compile(&p3).err();
+        assert!(
+            matches!(
+                error,
+                Some(LoadError::UnsatisfiedImport(_) | LoadError::NoHttpExport { .. })
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            *noting.0.lock().unwrap(),
+            [EngineFlavor::Plain, EngineFlavor::Concurrent]
+        );
     }
 
     #[test]

@@ -105,7 +105,6 @@ impl Default for RuntimeConfig {
 /// component first needs it), one epoch ticker, one admission bound.
 pub struct Runtime {
     pub(crate) engines: Arc<Engines>,
-    pub(crate) config: RuntimeConfig,
     /// Host-wide admission: one permit per pool slot, so a request waits
     /// for a slot instead of failing to allocate one.
     pub(crate) instance_slots: Arc<Semaphore>,
@@ -118,7 +117,8 @@ pub struct Runtime {
 pub(crate) struct Engines {
     plain: Sandbox,
     concurrent: OnceLock<Result<Sandbox, String>>,
-    config: RuntimeConfig,
+    /// What the runtime was built with (the concurrent engine is made from it).
+    pub(crate) config: RuntimeConfig,
 }
 
 /// One engine with its linker and compile cache.
@@ -185,24 +185,25 @@ impl Runtime {
     /// Builds the plain engine and links the WASI imports; the concurrent
     /// engine follows when a component needs it.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let epoch_tick = config.epoch_tick;
+        let instance_slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let engines = Arc::new(Engines {
             plain: Sandbox::new(&config, EngineFlavor::Plain)?,
             concurrent: OnceLock::new(),
-            config: config.clone(),
+            config,
         });
         let deadlines = Deadlines::new(deadline_shards());
         Ok(Runtime {
-            _ticker: EpochTicker::spawn(engines.clone(), config.epoch_tick, deadlines.clone()),
+            _ticker: EpochTicker::spawn(engines.clone(), epoch_tick, deadlines.clone()),
             deadlines,
-            instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            instance_slots,
             engines,
-            config,
         })
     }
 
     /// The settings the runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.engines.config
     }
 }
 
