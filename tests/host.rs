@@ -367,8 +367,48 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 
     let files = tempfile::tempdir().unwrap();
+    for (args, expected) in bad_deploys(files.path()) {
+        let mut full = vec!["deploy"];
+        full.extend(args.iter().map(String::as_str));
+        let (status, _, stderr) = shoal.cli(SHOAL, &full);
+        assert!(!status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+        assert_eq!(
+            shoal.get("/app/env?name=V").body,
+            "good",
+            "{args:?} replaced the good version"
+        );
+    }
+    let (table, _) = shoal.cli_ok(SHOAL, &["ls"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // Refused uploads stored nothing: two components, for two apps.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("components"))
+            .unwrap()
+            .count(),
+        2
+    );
+
+    // Raw API errors are JSON with the fix.
+    let reply = post(&format!("{}/v1/components", shoal.admin_url()), b"junk");
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("\"error\"") && reply.body.contains("not a WebAssembly file"),
+        "{}",
+        reply.body
+    );
+    let reply = get(&format!("{}/v1/nope", shoal.admin_url()));
+    assert_eq!(reply.status, 404);
+}
+
+/// Deploys that must be refused (arguments after `deploy`), each with what
+/// its error must say; the files they name are written under `files`.
+fn bad_deploys(files: &std::path::Path) -> Vec<(Vec<String>, &'static str)> {
     let write = |name: &str, bytes: &[u8]| {
-        let path = files.path().join(name);
+        let path = files.join(name);
         std::fs::write(&path, bytes).unwrap();
         path.to_str().unwrap().to_string()
     };
@@ -380,7 +420,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "big.wasm",
         &[probe.as_slice(), &vec![0u8; 100 << 10]].concat(),
     );
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let cases: Vec<(Vec<&str>, &'static str)> = vec![
         (
             vec![not_wasm.as_str(), "--name", "app"],
             "not a WebAssembly file",
@@ -418,41 +458,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "--max-memory",
         ),
     ];
-    for (args, expected) in cases {
-        let mut full = vec!["deploy"];
-        full.extend(&args);
-        let (status, _, stderr) = shoal.cli(SHOAL, &full);
-        assert!(!status.success(), "{args:?} succeeded");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: expected {expected:?} in {stderr}"
-        );
-        assert_eq!(
-            shoal.get("/app/env?name=V").body,
-            "good",
-            "{args:?} replaced the good version"
-        );
-    }
-    let (table, _) = shoal.cli_ok(SHOAL, &["ls"]);
-    assert_eq!(table.lines().count(), 3, "{table}");
-    // Refused uploads stored nothing: two components, for two apps.
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("components"))
-            .unwrap()
-            .count(),
-        2
-    );
-
-    // Raw API errors are JSON with the fix.
-    let reply = post(&format!("{}/v1/components", shoal.admin_url()), b"junk");
-    assert_eq!(reply.status, 400);
-    assert!(
-        reply.body.contains("\"error\"") && reply.body.contains("not a WebAssembly file"),
-        "{}",
-        reply.body
-    );
-    let reply = get(&format!("{}/v1/nope", shoal.admin_url()));
-    assert_eq!(reply.status, 404);
+    cases
+        .into_iter()
+        .map(|(args, expected)| (args.into_iter().map(str::to_string).collect(), expected))
+        .collect()
 }
 
 #[test]

@@ -7,8 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use shoal_runtime::App;
 
-use crate::ingress::{Resolve, Resolved, Target};
-use crate::routes::RouteTable;
+use crate::routes::{Resolve, Resolved, RouteTable, Target};
 use crate::spec::AppSpec;
 
 /// One app as it serves now.

@@ -9,8 +9,8 @@
 /// poll keeps a cheap request fast while guests spin (see
 /// `tests/hostile.rs`); the check is a non-blocking `epoll_wait`. Likewise
 /// the queue of tasks woken from outside a worker is checked every other
-/// poll instead of every 31st. Measured on 2 cores with 4 guests spinning:
-/// a cheap request's worst latency went from ~540 ms to ~21 ms.
+/// poll instead of every 31st (bench/RESULTS.md: a cheap request's worst
+/// latency while guests spin).
 pub(crate) fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

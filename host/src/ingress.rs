@@ -1,56 +1,21 @@
 //! The public HTTP server: accepts connections (HTTP/1.1 keep-alive and
 //! h2c), resolves each request to an app, and streams bodies both ways.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use shoal_runtime::{App, Body, BodyError};
+use shoal_runtime::{Body, BodyError};
 use tokio::net::TcpListener;
 
+use crate::accept::{self, Listener};
 use crate::mesh::forward::Forwarder;
 use crate::metrics::Metrics;
+use crate::respond::plain;
+use crate::routes::{Resolve, Target};
 use crate::shutdown::Shutdown;
-
-/// Who serves a route.
-#[derive(Clone)]
-pub(crate) enum Target {
-    /// This node, with this app.
-    Local(Arc<App>),
-    /// Another node of the mesh: the app of this name.
-    Elsewhere(Arc<str>),
-}
-
-/// Where a request goes.
-pub(crate) struct Resolved {
-    pub target: Target,
-    /// A route prefix to strip from the path the guest sees.
-    pub strip_prefix: Option<String>,
-}
-
-/// Maps a request's host and path to an app.
-pub(crate) trait Resolve: Send + Sync + 'static {
-    fn resolve(&self, host: Option<&str>, path: &str) -> Option<Resolved>;
-}
-
-/// Every request goes to one app, path unchanged (`shoal run`).
-pub(crate) struct SingleApp(pub Arc<App>);
-
-impl Resolve for SingleApp {
-    fn resolve(&self, _host: Option<&str>, _path: &str) -> Option<Resolved> {
-        Some(Resolved {
-            target: Target::Local(self.0.clone()),
-            strip_prefix: None,
-        })
-    }
-}
 
 /// Settings of the ingress.
 #[derive(Clone)]
@@ -69,30 +34,19 @@ pub(crate) async fn serve(
     listener: TcpListener,
     routes: Arc<dyn Resolve>,
     config: IngressConfig,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let local = listener.local_addr().ok();
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     let config = Arc::new(config);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let kind = Listener {
+        name: "ingress",
+        drain: None,
+    };
+    let handler_for = move |_peer| {
         let routes = routes.clone();
         let config = config.clone();
         let served = std::cell::Cell::new(0u32);
-        let service = hyper::service::service_fn(move |request| {
+        move |request| {
             let routes = routes.clone();
             let config = config.clone();
             served.set(served.get().wrapping_add(1));
@@ -101,21 +55,11 @@ pub(crate) async fn serve(
                 if turn_over {
                     to_the_back_of_the_queue().await;
                 }
-                Ok::<_, Infallible>(handle(request, &*routes, &config, local).await)
+                handle(request, &*routes, &config, local).await
             }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
+        }
+    };
+    accept::serve(listener, kind, handler_for, shutdown).await;
 }
 
 /// How many requests a connection is served back to back before its task
@@ -125,10 +69,9 @@ pub(crate) async fn serve(
 /// tokio runs the task woken last before the ones queued earlier (its LIFO
 /// slot). Under load, a keep-alive connection whose client answers fast is
 /// woken, served and woken again while the rest wait: throughput is high,
-/// but a few requests wait milliseconds. Measured with `wrk -t2` on 2 cores
-/// (hello, medians of 2 runs): never yielding, 51k req/s with p99 3.3 ms at
-/// 8 connections and 14 ms at 64; yielding every request, 43k with 0.9 and
-/// 4.0 ms; every 16th, 54k with 1.5 ms and 49k with 7.8 ms.
+/// but a few requests wait milliseconds. Yielding every 16th request bounds
+/// that wait and keeps most of the throughput the LIFO slot gives
+/// (bench/RESULTS.md has the trade-off as measured).
 const REQUESTS_PER_TURN: u32 = 16;
 
 /// Puts the current task at the back of its worker's run queue: a task that
@@ -299,23 +242,4 @@ fn to_guest_request(
         })
         .boxed_unsync();
     Ok(Request::from_parts(parts, body))
-}
-
-/// A short plain-text response, with whatever body error type the server
-/// at hand uses.
-pub(crate) fn plain<E: 'static>(
-    status: StatusCode,
-    text: impl Into<Bytes>,
-) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, E>> {
-    let mut response = Response::new(
-        Full::new(text.into())
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

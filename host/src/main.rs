@@ -1,9 +1,13 @@
 //! `shoal`: serve WebAssembly HTTP components, alone or as a mesh.
 
+mod accept;
 mod admin;
 mod apps;
 mod cli;
+mod clock;
 mod compiler;
+mod daemon;
+mod desired;
 mod dirs;
 mod executor;
 mod guest_logs;
@@ -12,8 +16,10 @@ mod mesh;
 mod metrics;
 mod node;
 mod progress;
+mod respond;
 mod routes;
 mod shutdown;
+mod sim;
 mod spec;
 mod store;
 mod telemetry;

@@ -1,8 +1,45 @@
-//! The routing table: by Host header first, then by the longest path
-//! prefix. Rebuilt whole on every change and swapped in atomically.
+//! What a request resolves to: [`Resolve`] maps a host and path to a
+//! [`Target`] (an app here, or one served elsewhere in the mesh), and
+//! [`RouteTable`] answers it by Host header first, then by the longest
+//! path prefix. Rebuilt whole on every change and swapped in atomically.
 
-use crate::ingress::{Resolved, Target};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use shoal_runtime::App;
+
+/// Who serves a route.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// This node, with this app.
+    Local(Arc<App>),
+    /// Another node of the mesh: the app of this name.
+    Elsewhere(Arc<str>),
+}
+
+/// Where a request goes.
+pub(crate) struct Resolved {
+    pub target: Target,
+    /// A route prefix to strip from the path the guest sees.
+    pub strip_prefix: Option<String>,
+}
+
+/// Maps a request's host and path to an app.
+pub(crate) trait Resolve: Send + Sync + 'static {
+    fn resolve(&self, host: Option<&str>, path: &str) -> Option<Resolved>;
+}
+
+/// Every request goes to one app, path unchanged (`shoal run`).
+pub(crate) struct SingleApp(pub Arc<App>);
+
+impl Resolve for SingleApp {
+    fn resolve(&self, _host: Option<&str>, _path: &str) -> Option<Resolved> {
+        Some(Resolved {
+            target: Target::Local(self.0.clone()),
+            strip_prefix: None,
+        })
+    }
+}
 
 /// An immutable snapshot of where requests go.
 #[derive(Default)]

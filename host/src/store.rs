@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::mesh::desired::Record;
+use crate::desired::Record;
 use crate::spec::AppSpec;
 
 pub(crate) struct Store {

@@ -1,92 +1,103 @@
-//! The admin API server. Every error is JSON `{"error": "..."}` with a
-//! message that names the problem and the fix.
+//! The admin API server: routes each request to its handler (the peer API
+//! to `peer`), checks the token, and answers JSON. Every error is JSON
+//! `{"error": "..."}` with a message that names the problem and the fix.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::mesh::peer::{SEALED, TOKEN_HEADER};
+use super::error::ApiError;
+use super::reply::{AdminBody, body, error, json};
+use super::{peer, views};
+use crate::accept::{self, Listener};
 use crate::metrics::AppGauges;
-use crate::node::{ApiError, Node};
+use crate::node::Node;
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
 
-type AdminBody = UnsyncBoxBody<Bytes, std::io::Error>;
-
 /// Largest JSON body (an app spec) accepted.
 const MAX_JSON: usize = 1 << 20;
+/// How long open admin connections may finish after shutdown begins:
+/// followers of `shoal logs --follow` never finish by themselves.
+const DRAIN: Duration = Duration::from_secs(5);
 
+/// How the admin API is served.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminConfig {
+    /// Required on every call but health when set.
+    pub token: Option<String>,
+    /// Largest component upload accepted, in bytes.
+    pub max_upload: u64,
+    /// The ingress's address, for health.
+    pub ingress: SocketAddr,
+}
+
+/// Serves the admin and peer APIs until `shutdown`.
 pub(crate) async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
-    ingress: SocketAddr,
-    mut shutdown: Shutdown,
+    config: AdminConfig,
+    shutdown: Shutdown,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        let node = node.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let node = node.clone();
-            async move { Ok::<_, Infallible>(handle(request, &node, ingress).await) }
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    // Followers of `shoal logs --follow` never finish by themselves.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    let config = Arc::new(config);
+    let kind = Listener {
+        name: "admin",
+        drain: Some(DRAIN),
+    };
+    let handler_for = move |_peer| {
+        let (node, config) = (node.clone(), config.clone());
+        move |request| {
+            let (node, config) = (node.clone(), config.clone());
+            async move { handle(request, &node, &config).await }
+        }
+    };
+    accept::serve(listener, kind, handler_for, shutdown).await;
 }
 
 async fn handle(
     request: Request<Incoming>,
     node: &Node,
-    ingress: SocketAddr,
+    config: &AdminConfig,
 ) -> Response<AdminBody> {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method().clone();
     if let ["v1", "peer", rest @ ..] = segments.as_slice() {
-        return peer(&request, node, &method, &path, rest).unwrap_or_else(error);
+        return peer::serve(&request, node, &method, &path, rest).unwrap_or_else(error);
     }
-    if segments != ["v1", "health"] && !authorized(&request, node) {
+    if segments != ["v1", "health"] && !authorized(&request, config) {
         return error(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: pass it with `--token` or `SHOAL_TOKEN` (a host keeps it in DATA_DIR/token)",
         ));
     }
-    let result = match (&method, segments.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => Ok(json(StatusCode::OK, &health(node, ingress))),
+    route(request, node, config, &method, &path, &segments)
+        .await
+        .unwrap_or_else(error)
+}
+
+async fn route(
+    request: Request<Incoming>,
+    node: &Node,
+    config: &AdminConfig,
+    method: &Method,
+    path: &str,
+    segments: &[&str],
+) -> Result<Response<AdminBody>, ApiError> {
+    match (method, segments) {
+        (&Method::GET, ["v1", "health"]) => Ok(json(
+            StatusCode::OK,
+            &views::health(node, config.ingress, config.max_upload),
+        )),
         (&Method::GET, ["metrics"]) => Ok(metrics(node)),
-        (&Method::POST, ["v1", "components"]) => upload(request, node).await,
+        (&Method::POST, ["v1", "components"]) => upload(request, node, config.max_upload).await,
         (&Method::HEAD | &Method::GET, ["v1", "components", sha256]) => {
             if node.store.has_component(sha256) {
                 Ok(json(
@@ -100,20 +111,23 @@ async fn handle(
                 ))
             }
         }
-        (&Method::GET, ["v1", "apps"]) => Ok(json(StatusCode::OK, &node.views())),
-        (&Method::GET, ["v1", "apps", name]) => match node.view(name) {
+        (&Method::GET, ["v1", "apps"]) => Ok(json(StatusCode::OK, &views::apps(node))),
+        (&Method::GET, ["v1", "apps", name]) => match views::app(node, name) {
             Some(view) => Ok(json(StatusCode::OK, &view)),
-            None => Err(no_app(name)),
+            None => Err(ApiError::no_app(name)),
         },
-        (&Method::GET, ["v1", "nodes"]) => Ok(json(StatusCode::OK, &nodes(node))),
+        (&Method::GET, ["v1", "nodes"]) => Ok(json(StatusCode::OK, &views::nodes(node))),
         (&Method::PUT, ["v1", "apps", name]) => {
             let name = name.to_string();
             deploy(request, node, &name).await
         }
-        (&Method::DELETE, ["v1", "apps", name]) => node
-            .remove(name)
-            .await
-            .map(|()| json(StatusCode::OK, &serde_json::json!({ "removed": name }))),
+        (&Method::DELETE, ["v1", "apps", name]) => {
+            node.remove(name).await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "removed": name }),
+            ))
+        }
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
             let follow = request
                 .uri()
@@ -125,129 +139,11 @@ async fn handle(
             StatusCode::NOT_FOUND,
             format!("no admin route {method} {path}; see docs/admin-api.md"),
         )),
-    };
-    result.unwrap_or_else(error)
-}
-
-/// The peer API: callers prove they hold the cluster key, and every
-/// answer is sealed with it.
-fn peer<B>(
-    request: &Request<B>,
-    node: &Node,
-    method: &Method,
-    path: &str,
-    rest: &[&str],
-) -> Result<Response<AdminBody>, ApiError> {
-    let token = request
-        .headers()
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if let Err(e) = node
-        .mesh
-        .key
-        .verify_peer_token(token, method.as_str(), path)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            format!("peer request refused: {e}"),
-        ));
     }
-    let plain = match (method, rest) {
-        (&Method::GET, ["records"]) => {
-            let desired = node.desired();
-            let records: Vec<_> = desired.records().collect();
-            serde_json::to_vec(&records).map_err(ApiError::internal)?
-        }
-        (&Method::GET, ["components", sha256]) => {
-            if !node.store.has_component(sha256) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("no component `{sha256}` here"),
-                ));
-            }
-            node.store
-                .read_component(sha256)
-                .map_err(ApiError::internal)?
-        }
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no peer route {method} {path}"),
-            ));
-        }
-    };
-    let sealed = node.mesh.key.seal(SEALED, &plain);
-    let mut response = body(StatusCode::OK, Bytes::from(sealed));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    Ok(response)
 }
 
-/// A member as `GET /v1/nodes` shows it.
-#[derive(Serialize)]
-struct NodeView {
-    name: String,
-    gossip: String,
-    ingress: Option<String>,
-    peer: Option<String>,
-    live: bool,
-    me: bool,
-    capacity: u32,
-    load: u32,
-    /// Apps it serves at their current version.
-    apps: Vec<String>,
-    /// Apps placement puts on it.
-    placed: Vec<String>,
-}
-
-fn nodes(node: &Node) -> Vec<NodeView> {
-    let members = node.mesh.membership.members();
-    let placement = node.mesh.placement();
-    let mut held = node.mesh.held();
-    let desired = node.desired();
-    let mine: Vec<String> = node
-        .apps
-        .list()
-        .into_iter()
-        .filter(|d| {
-            desired
-                .live(&d.spec.name)
-                .is_some_and(|(r, _)| r.version == d.version)
-        })
-        .map(|d| d.spec.name.clone())
-        .collect();
-    held.insert(members.me.clone(), mine);
-    members
-        .all
-        .values()
-        .map(|m| NodeView {
-            name: m.name.clone(),
-            gossip: m.gossip.to_string(),
-            ingress: m.ingress.map(|a| a.to_string()),
-            peer: m.peer.map(|a| a.to_string()),
-            live: m.live,
-            me: m.name == members.me,
-            capacity: m.capacity,
-            load: m.load,
-            apps: if m.live {
-                held.remove(&m.name).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-            placed: placement
-                .apps_on(&m.name)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        })
-        .collect()
-}
-
-fn authorized<B>(request: &Request<B>, node: &Node) -> bool {
-    let Some(token) = &node.config.token else {
+fn authorized<B>(request: &Request<B>, config: &AdminConfig) -> bool {
+    let Some(token) = &config.token else {
         return true;
     };
     let given = request
@@ -261,36 +157,6 @@ fn authorized<B>(request: &Request<B>, node: &Node) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
-    uptime_secs: u64,
-    apps: usize,
-    node: String,
-    gossip: String,
-    /// Live members of the mesh, this node included.
-    members: usize,
-    ingress: String,
-    data_dir: String,
-    max_upload: u64,
-}
-
-fn health(node: &Node, ingress: SocketAddr) -> Health {
-    Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        uptime_secs: node.started.elapsed().as_secs(),
-        apps: node.desired().apps().count(),
-        node: node.mesh.me.clone(),
-        gossip: node.mesh.gossip.to_string(),
-        members: node.mesh.membership.members().live().count(),
-        ingress: format!("http://{ingress}"),
-        data_dir: node.config.data_dir.display().to_string(),
-        max_upload: node.config.max_upload,
-    }
 }
 
 fn metrics(node: &Node) -> Response<AdminBody> {
@@ -342,8 +208,12 @@ async fn read_body(
     }
 }
 
-async fn upload(request: Request<Incoming>, node: &Node) -> Result<Response<AdminBody>, ApiError> {
-    let limit = usize::try_from(node.config.max_upload).unwrap_or(usize::MAX);
+async fn upload(
+    request: Request<Incoming>,
+    node: &Node,
+    max_upload: u64,
+) -> Result<Response<AdminBody>, ApiError> {
+    let limit = usize::try_from(max_upload).unwrap_or(usize::MAX);
     let bytes = read_body(
         request,
         limit,
@@ -351,7 +221,13 @@ async fn upload(request: Request<Incoming>, node: &Node) -> Result<Response<Admi
         "start the host with a larger `--max-upload`",
     )
     .await?;
-    let uploaded = node.upload(bytes).await?;
+    let size = bytes.len();
+    let compiled = node.upload(bytes).await?;
+    let uploaded = views::Uploaded {
+        sha256: compiled.sha256().to_string(),
+        size,
+        kind: compiled.kind().as_str(),
+    };
     Ok(json(StatusCode::OK, &uploaded))
 }
 
@@ -372,13 +248,20 @@ async fn deploy(
             ),
         ));
     }
-    let view = node.deploy(spec).await?;
+    let deployment = node.deploy(spec).await?;
+    let mut view = views::AppView::of(
+        node,
+        &deployment.record,
+        &deployment.spec,
+        &deployment.placement,
+    );
+    view.kind = deployment.kind;
     Ok(json(StatusCode::OK, &view))
 }
 
 fn logs(node: &Node, name: &str, follow: bool) -> Result<Response<AdminBody>, ApiError> {
     if node.desired().live(name).is_none() {
-        return Err(no_app(name));
+        return Err(ApiError::no_app(name));
     }
     let (recent, receiver) = node.logs.subscribe(name);
     let mut text = String::new();
@@ -407,31 +290,6 @@ fn logs(node: &Node, name: &str, follow: bool) -> Result<Response<AdminBody>, Ap
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
-}
-
-fn no_app(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no app named `{name}`; `shoal ls` lists the apps"),
-    )
-}
-
-fn body(status: StatusCode, bytes: Bytes) -> Response<AdminBody> {
-    crate::ingress::plain(status, bytes)
-}
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response<AdminBody> {
-    let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut response = body(status, Bytes::from(bytes));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn error(error: ApiError) -> Response<AdminBody> {
-    json(error.status, &serde_json::json!({ "error": error.message }))
 }
 
 #[cfg(test)]

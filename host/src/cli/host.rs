@@ -9,9 +9,10 @@ use clap::Args;
 
 use std::time::Duration;
 
+use crate::daemon::{self, HostConfig};
 use crate::mesh::MeshConfig;
 use crate::mesh::key::ClusterKey;
-use crate::node::{self, NodeConfig};
+use crate::node::NodeConfig;
 use crate::units::{parse_duration, parse_listen, parse_size};
 
 /// Run a host: deployed apps survive restarts; manage it with `shoal deploy`.
@@ -124,21 +125,23 @@ impl Host {
             interval: self.gossip_interval,
             capacity: self.capacity,
         };
-        let config = NodeConfig {
-            data_dir,
+        let config = HostConfig {
+            node: NodeConfig {
+                data_dir,
+                max_memory: self.max_memory,
+                max_instances: self.max_instances,
+            },
             listen: self.listen,
             admin: self.admin,
             token,
             max_upload: self.max_upload,
             max_request_body: self.max_request_body,
-            max_memory: self.max_memory,
-            max_instances: self.max_instances,
             mesh,
         };
         let tokio = crate::executor::build()?;
         tokio.block_on(async move {
             let shutdown = crate::shutdown::on_signals();
-            node::serve(config, shutdown).await
+            daemon::run(config, shutdown).await
         })?;
         eprintln!("stopped");
         Ok(())

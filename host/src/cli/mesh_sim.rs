@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::mesh::sim::{self, SimConfig};
+use crate::sim::{self, SimConfig};
 use crate::units::parse_duration;
 
 /// Simulate a mesh in one process and print what it measured.

@@ -10,8 +10,9 @@ use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
 
 use crate::cli::AppFlags;
 use crate::compiler::ChildCompiler;
-use crate::ingress::{self, IngressConfig, SingleApp};
+use crate::ingress::{self, IngressConfig};
 use crate::progress::Progress;
+use crate::routes::SingleApp;
 use crate::units::{parse_listen, parse_size};
 
 /// Serve one component over HTTP until interrupted.

@@ -6,13 +6,11 @@
 //! passed, so requests cannot loop. The second hop only happens when
 //! gossip lags: the first holder handed the app over a moment ago.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -21,9 +19,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use shoal_runtime::{Body, BodyError};
 
-use super::desired::{Desired, Snapshot};
-use super::membership::Members;
-use super::readiness;
+use crate::respond::{plain, retry_later};
+
+use super::readiness::{Holder, ReadyTable};
 
 /// Marks a forwarded request: the nodes that forwarded it, comma-separated.
 pub(crate) const HOP_HEADER: &str = "x-shoal-hop";
@@ -31,97 +29,6 @@ pub(crate) const HOP_HEADER: &str = "x-shoal-hop";
 pub(crate) const MAX_HOPS: usize = 2;
 /// How long a node that refused a connection is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
-
-/// A node ready to serve an app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Holder {
-    pub node: String,
-    pub ingress: SocketAddr,
-    pub load: u32,
-}
-
-/// Who is ready for what, rebuilt by the controller from gossip.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct ReadyTable {
-    /// Ready at the app's current version.
-    current: HashMap<String, Vec<Holder>>,
-    /// Ready at an older version only (a rollout in progress).
-    older: HashMap<String, Vec<Holder>>,
-}
-
-impl ReadyTable {
-    /// Decodes every other live member's readiness against the snapshots
-    /// this node remembers.
-    pub(crate) fn build(members: &Members, snapshots: &[Arc<Snapshot>], desired: &Desired) -> Self {
-        let mut table = ReadyTable::default();
-        for member in members.live().filter(|m| m.name != members.me) {
-            let Some(ingress) = member.ingress else {
-                continue;
-            };
-            let Some(digest) = readiness::digest_of(&member.ready) else {
-                continue;
-            };
-            let Some(snapshot) = snapshots.iter().find(|s| s.digest == digest) else {
-                continue;
-            };
-            let Some(positions) = readiness::decode(snapshot, &member.ready) else {
-                continue;
-            };
-            for position in positions {
-                let (name, version) = &snapshot.apps[position];
-                let holder = Holder {
-                    node: member.name.clone(),
-                    ingress,
-                    load: member.load,
-                };
-                match desired.live(name) {
-                    Some((record, _)) if record.version == *version => {
-                        table.current.entry(name.clone()).or_default().push(holder)
-                    }
-                    Some(_) => table.older.entry(name.clone()).or_default().push(holder),
-                    None => {}
-                }
-            }
-        }
-        table
-    }
-
-    /// Names of the other nodes ready for the current version of `app`.
-    pub(crate) fn ready_nodes(&self, app: &str) -> Vec<String> {
-        let mut nodes: Vec<String> = self
-            .current
-            .get(app)
-            .into_iter()
-            .flatten()
-            .map(|h| h.node.clone())
-            .collect();
-        nodes.sort();
-        nodes
-    }
-
-    /// Apps each other node is ready for, by node.
-    pub(crate) fn held(&self) -> HashMap<String, Vec<String>> {
-        let mut held: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (app, holders) in &self.current {
-            for holder in holders {
-                held.entry(&holder.node).or_default().push(app.clone());
-            }
-        }
-        held.into_iter()
-            .map(|(node, mut apps)| {
-                apps.sort();
-                (node.to_string(), apps)
-            })
-            .collect()
-    }
-
-    fn candidates(&self, app: &str) -> &[Holder] {
-        match self.current.get(app) {
-            Some(holders) if !holders.is_empty() => holders,
-            _ => self.older.get(app).map_or(&[], Vec::as_slice),
-        }
-    }
-}
 
 /// Counts kept for `/metrics`.
 #[derive(Default)]
@@ -256,80 +163,79 @@ impl Forwarder {
                 "app `{app}` has no ready instance in the mesh yet; retry shortly (`shoal ls` shows where it is placed)\n"
             ));
         };
-        let (mut parts, body) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(holder.ingress.to_string())
-            .path_and_query(path)
-            .build();
-        let Ok(uri) = uri else {
-            return plain(StatusCode::BAD_REQUEST, "invalid request target\n".into());
-        };
-        // Keep the authority the client asked for: routes may use it.
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(value) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(header::HOST, value);
-        }
-        parts.uri = uri;
-        parts.version = http::Version::HTTP_11;
         let chain = if passed.is_empty() {
             self.me.clone()
         } else {
             format!("{hops},{}", self.me)
         };
-        if let Ok(chain) = HeaderValue::from_str(&chain) {
-            parts.headers.insert(HOP_HEADER, chain);
-        }
+        let Some(request) = addressed_to(&holder, request, &chain) else {
+            return plain(StatusCode::BAD_REQUEST, "invalid request target\n");
+        };
+        self.send(app, &holder, request).await
+    }
+
+    /// Sends a request addressed to `holder`, counting it in flight, and
+    /// turns a failure into 502 with `Retry-After`.
+    async fn send(&self, app: &str, holder: &Holder, request: Request<Incoming>) -> Response<Body> {
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.client.request(Request::from_parts(parts, body)).await;
+        let result = self.client.request(request).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
-        match result {
+        let error = match result {
             Ok(response) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                response.map(|body| body.map_err(BodyError::from).boxed_unsync())
+                return response.map(|body| body.map_err(BodyError::from).boxed_unsync());
             }
-            Err(error) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                if error.is_connect() {
-                    self.suspects
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(holder.node.clone(), Instant::now());
-                }
-                tracing::warn!(app, node = %holder.node, error = %error, "forwarding failed");
-                let mut response = plain(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "app `{app}` is served by node `{}`, which did not answer ({error}); retry\n",
-                        holder.node
-                    ),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
-                response
-            }
+            Err(error) => error,
+        };
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        if error.is_connect() {
+            self.suspects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(holder.node.clone(), Instant::now());
         }
+        tracing::warn!(app, node = %holder.node, error = %error, "forwarding failed");
+        let mut response = plain(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "app `{app}` is served by node `{}`, which did not answer ({error}); retry\n",
+                holder.node
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        response
     }
 }
 
-fn plain(status: StatusCode, text: String) -> Response<Body> {
-    crate::ingress::plain(status, Bytes::from(text))
-}
-
-/// 503 with `Retry-After: 1`.
-pub(crate) fn retry_later(text: String) -> Response<Body> {
-    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(1));
-    response
+/// `request` rewritten for `holder`'s ingress: its address in the URI, the
+/// client's authority kept as `Host` (routes may use it), HTTP/1.1, and
+/// `chain` as the hop header. `None` if the target cannot be rebuilt.
+fn addressed_to(
+    holder: &Holder,
+    request: Request<Incoming>,
+    chain: &str,
+) -> Option<Request<Incoming>> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(holder.ingress.to_string())
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    if let Ok(chain) = HeaderValue::from_str(chain) {
+        parts.headers.insert(HOP_HEADER, chain);
+    }
+    Some(Request::from_parts(parts, body))
 }

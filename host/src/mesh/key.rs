@@ -16,7 +16,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
-use crate::node::unix_now;
+use crate::clock::unix_now;
 
 /// Length of the random nonce prepended to every sealed message.
 pub const NONCE_LEN: usize = 24;

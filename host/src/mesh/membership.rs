@@ -1,6 +1,6 @@
 //! The facade over chitchat: who is in the mesh, and what each member
-//! advertises. Nothing else in Shoal touches chitchat, and chitchat's
-//! pitfalls are handled here:
+//! advertises. Only this file and the sealed `transport` it runs over
+//! touch chitchat, and chitchat's pitfalls are handled here:
 //! - every start takes a fresh generation id (see [`next_generation`]), or a
 //!   restarted node's new keys would never propagate;
 //! - only live nodes count: a dead node's keys stay readable until the
@@ -132,6 +132,28 @@ impl Members {
             peers.rotate_left(start);
         }
         peers
+    }
+}
+
+/// Many memberships in one process, joined by chitchat's in-memory
+/// transport instead of sockets (the mesh simulator).
+pub(crate) struct InMemoryNetwork(chitchat::transport::ChannelTransport);
+
+impl InMemoryNetwork {
+    /// A network whose messages are at most `mtu` bytes.
+    pub(crate) fn new(mtu: usize) -> InMemoryNetwork {
+        InMemoryNetwork(chitchat::transport::ChannelTransport::with_mtu(mtu))
+    }
+
+    /// The transport memberships on this network start with.
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        &self.0
+    }
+
+    /// Bytes and messages carried so far.
+    pub(crate) fn carried(&self) -> (u64, u64) {
+        let stats = self.0.statistics();
+        (stats.num_bytes_total, stats.num_messages_total)
     }
 }
 

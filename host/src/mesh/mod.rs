@@ -1,17 +1,17 @@
-//! The mesh: hosts that find each other by gossip and share the apps they
-//! serve. A host without `--join` is a mesh of one, on the same code path.
+//! The mesh: hosts that find each other by gossip. A host without
+//! `--join` is a mesh of one, on the same code path. This module knows
+//! gossip and peers, never the node's state: the node's loops
+//! (`node::control`, `node::sync`) drive it.
 //!
 //! - [`membership`]: the facade over chitchat (who is live, what each
 //!   advertises), over [`transport`] (gossip sealed under the [`key`]).
-//! - [`desired`]: the records every node converges on, and the rule that
-//!   settles conflicts; [`sync`] pulls them from peers whose digest differs.
 //! - [`placement`]: who serves what, computed alike by every node.
-//! - [`control`]: makes this node serve what placement gives it, fetching
-//!   bytes from peers ([`peer`]), and advertises its [`readiness`].
+//! - [`readiness`]: what each node advertises it serves, decoded into the
+//!   table forwarding reads.
+//! - [`peer`]: the client of other nodes' peer API (records, bytes).
 //! - [`forward`]: sends requests for apps served elsewhere to a ready node.
+//! - [`metrics`]: the mesh's part of `/metrics`.
 
-pub(crate) mod control;
-pub(crate) mod desired;
 pub(crate) mod forward;
 mod fragments;
 pub mod key;
@@ -20,8 +20,6 @@ pub(crate) mod metrics;
 pub(crate) mod peer;
 pub mod placement;
 pub(crate) mod readiness;
-pub(crate) mod sim;
-pub(crate) mod sync;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -35,9 +33,10 @@ use membership::{GossipConfig, Members, Membership, keys};
 use placement::{Demand, Member as PlacementMember, Placement};
 use transport::{SealedUdpTransport, TransportStats};
 
-use self::desired::Desired;
-use self::forward::{Forwarder, ReadyTable};
+use self::forward::Forwarder;
 use self::peer::PeerClient;
+use self::readiness::ReadyTable;
+use crate::desired::Desired;
 
 /// How `shoal host` joins (or founds) a mesh.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::desired::Record;
 use super::key::ClusterKey;
+use crate::desired::Record;
 
 /// The header that authenticates a peer request.
 pub(crate) const TOKEN_HEADER: &str = "x-shoal-peer";

@@ -1,4 +1,5 @@
-//! Which apps a node is ready to serve, in a few bytes of gossip.
+//! Readiness: which apps a node is ready to serve, in a few bytes of
+//! gossip, and the table of who is ready for what that forwarding reads.
 //!
 //! A node advertises `DIGEST:BITS`, where DIGEST names the desired state
 //! it holds (see [`Snapshot`]) and BITS marks, in the snapshot's order, the
@@ -10,9 +11,139 @@
 //! if it does not (the advertiser is ahead of it), the node counts as ready
 //! for nothing until the reader catches up, which anti-entropy makes short.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use super::desired::Snapshot;
+use super::membership::{Members, Membership, keys};
+use crate::desired::{Desired, Snapshot};
+
+/// What this node serves of `snapshot`: the positions of the apps it
+/// serves at the snapshot's version, and its requests in flight over every
+/// app it serves. `here(name)` gives the version served here and its
+/// requests in flight (active and queued), if it is served here at all.
+pub(crate) fn served(
+    snapshot: &Snapshot,
+    here: impl Fn(&str) -> Option<(u64, usize)>,
+) -> (BTreeSet<usize>, usize) {
+    let mut ready = BTreeSet::new();
+    let mut load = 0;
+    for (position, (name, version)) in snapshot.apps.iter().enumerate() {
+        if let Some((served, in_flight)) = here(name) {
+            load += in_flight;
+            if served == *version {
+                ready.insert(position);
+            }
+        }
+    }
+    (ready, load)
+}
+
+/// Gossips what this node serves: its readiness against `snapshot`, the
+/// snapshot's digest, and its load.
+pub(crate) async fn advertise(
+    membership: &Membership,
+    snapshot: &Snapshot,
+    ready: &BTreeSet<usize>,
+    load: usize,
+) -> anyhow::Result<()> {
+    membership
+        .set(keys::READY, &encode(snapshot, ready))
+        .await?;
+    membership.set(keys::STATE, &snapshot.digest).await?;
+    membership.set(keys::LOAD, &load.to_string()).await
+}
+
+/// A node ready to serve an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holder {
+    pub node: String,
+    pub ingress: SocketAddr,
+    pub load: u32,
+}
+
+/// Who is ready for what, rebuilt by the controller from gossip.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ReadyTable {
+    /// Ready at the app's current version.
+    current: HashMap<String, Vec<Holder>>,
+    /// Ready at an older version only (a rollout in progress).
+    older: HashMap<String, Vec<Holder>>,
+}
+
+impl ReadyTable {
+    /// Decodes every other live member's readiness against the snapshots
+    /// this node remembers.
+    pub(crate) fn build(members: &Members, snapshots: &[Arc<Snapshot>], desired: &Desired) -> Self {
+        let mut table = ReadyTable::default();
+        for member in members.live().filter(|m| m.name != members.me) {
+            let Some(ingress) = member.ingress else {
+                continue;
+            };
+            let Some(digest) = digest_of(&member.ready) else {
+                continue;
+            };
+            let Some(snapshot) = snapshots.iter().find(|s| s.digest == digest) else {
+                continue;
+            };
+            let Some(positions) = decode(snapshot, &member.ready) else {
+                continue;
+            };
+            for position in positions {
+                let (name, version) = &snapshot.apps[position];
+                let holder = Holder {
+                    node: member.name.clone(),
+                    ingress,
+                    load: member.load,
+                };
+                match desired.live(name) {
+                    Some((record, _)) if record.version == *version => {
+                        table.current.entry(name.clone()).or_default().push(holder)
+                    }
+                    Some(_) => table.older.entry(name.clone()).or_default().push(holder),
+                    None => {}
+                }
+            }
+        }
+        table
+    }
+
+    /// Names of the other nodes ready for the current version of `app`.
+    pub(crate) fn ready_nodes(&self, app: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .current
+            .get(app)
+            .into_iter()
+            .flatten()
+            .map(|h| h.node.clone())
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// Apps each other node is ready for, by node.
+    pub(crate) fn held(&self) -> HashMap<String, Vec<String>> {
+        let mut held: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (app, holders) in &self.current {
+            for holder in holders {
+                held.entry(&holder.node).or_default().push(app.clone());
+            }
+        }
+        held.into_iter()
+            .map(|(node, mut apps)| {
+                apps.sort();
+                (node.to_string(), apps)
+            })
+            .collect()
+    }
+
+    pub(crate) fn candidates(&self, app: &str) -> &[Holder] {
+        match self.current.get(app) {
+            Some(holders) if !holders.is_empty() => holders,
+            _ => self.older.get(app).map_or(&[], Vec::as_slice),
+        }
+    }
+}
 
 /// Encodes the positions (in `snapshot.apps`) that are ready.
 pub(crate) fn encode(snapshot: &Snapshot, ready: &BTreeSet<usize>) -> String {

@@ -60,6 +60,8 @@ use super::fragments::{
 };
 use super::key::{ClusterKey, GOSSIP, SEAL_OVERHEAD};
 
+/// Bytes a datagram carries beyond chitchat's message: tag, seal, fragment header.
+pub(crate) const DATAGRAM_OVERHEAD: usize = 50;
 /// How long a loopback round trip through the codec may take before the
 /// datagram is counted lost (only a flooded loopback socket loses one).
 const CODEC_TIMEOUT: Duration = Duration::from_millis(500);

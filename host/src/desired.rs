@@ -17,11 +17,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::spec::AppSpec;
+
+/// How long a removal is remembered, so a node that missed it learns it.
+pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One app's desired state, as decided by the node that accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +87,18 @@ impl Desired {
                 true
             }
         }
+    }
+
+    /// The records of `records` that would change this state at `now`:
+    /// those that supersede what is known of their name, less removals
+    /// older than [`TOMBSTONE_TTL`] (already collected here).
+    pub(crate) fn news(&self, records: Vec<Record>, now: u64) -> Vec<Record> {
+        let horizon = now.saturating_sub(TOMBSTONE_TTL.as_secs());
+        records
+            .into_iter()
+            .filter(|r| r.spec.is_some() || r.at >= horizon)
+            .filter(|r| self.get(&r.name).is_none_or(|known| r.supersedes(known)))
+            .collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Record> {

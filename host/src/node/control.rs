@@ -15,18 +15,18 @@
 //! 5. advertises its readiness, state digest and load, and rebuilds the
 //!    forwarding table and the routes of apps served elsewhere.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use super::desired::Record;
-use super::forward::ReadyTable;
-use super::membership::keys;
-use super::readiness;
-use crate::node::Node;
+use super::Node;
+use crate::desired::{Desired, Record};
+use crate::mesh;
+use crate::mesh::placement::Placement;
+use crate::mesh::readiness::{self, ReadyTable};
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
 
@@ -121,63 +121,104 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     }
 }
 
+/// One pass: place, converge what is served here, keep copies, route the
+/// rest elsewhere, and advertise. The controller is the only writer of
+/// placement, the forwarding table and this node's gossip keys.
 async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
-    let me = node.mesh.me.clone();
     let desired = node.desired();
     let members = node.mesh.membership.members();
-    let placement = Arc::new(super::place(&members, &desired));
+    let placement = Arc::new(mesh::place(&members, &desired));
     node.mesh.set_placement(placement.clone());
     let table = ReadyTable::build(&members, &node.snapshots(), &desired);
-
     for (record, spec) in desired.apps() {
-        let holders = placement.holders(&spec.name);
-        let local = node.apps.get(&spec.name);
-        let current_here = local.as_ref().is_some_and(|d| d.version == record.version);
-        if holders.contains(&me) {
-            if !current_here {
-                let (node, record, spec) = (node.clone(), record.clone(), spec.clone());
-                jobs.start(
-                    format!("install {}@{}", spec.name, record.version),
-                    async move { install(&node, &record, &spec).await },
-                );
-            }
-        } else if local.is_some() {
-            let ready = table.ready_nodes(&spec.name);
-            if !holders.is_empty() && holders.iter().all(|h| ready.contains(h)) {
-                let since = *jobs
-                    .handing_over
-                    .entry(spec.name.clone())
-                    .or_insert_with(Instant::now);
-                if since.elapsed() >= LINGER {
-                    jobs.handing_over.remove(&spec.name);
-                    node.apps.hand_over(&spec.name);
-                    tracing::info!(app = %spec.name, to = ?holders, "handed over");
-                }
-            } else {
-                jobs.handing_over.remove(&spec.name);
-            }
-        }
-        if !node.store.has_component(&spec.component)
-            && !holders.contains(&me)
-            && jobs
-                .running
-                .keys()
-                .filter(|k| k.starts_with("copy "))
-                .count()
-                < COPIES_AT_ONCE
-        {
-            let (node, sha256, origin) =
-                (node.clone(), spec.component.clone(), record.origin.clone());
-            jobs.start(format!("copy {sha256}"), async move {
-                fetch(&node, &sha256, &origin).await
-            });
-        }
+        converge(node, jobs, record, spec, &placement, &table);
+        keep_a_copy(node, jobs, record, spec, &placement);
     }
+    drop_removed(node, &desired);
+    route_elsewhere(node, &desired);
+    node.mesh.set_table(table);
+    advertise(node, &desired).await
+}
+
+/// Serves `spec` here if placement puts it here (installing its current
+/// version), and hands it over once its holders elsewhere are all ready
+/// (make before break) if it does not.
+fn converge(
+    node: &Arc<Node>,
+    jobs: &mut Jobs,
+    record: &Record,
+    spec: &AppSpec,
+    placement: &Placement,
+    table: &ReadyTable,
+) {
+    let holders = placement.holders(&spec.name);
+    let local = node.apps.get(&spec.name);
+    if holders.contains(&node.mesh.me) {
+        if local.is_none_or(|d| d.version != record.version) {
+            let (node, record, spec) = (node.clone(), record.clone(), spec.clone());
+            jobs.start(
+                format!("install {}@{}", spec.name, record.version),
+                async move { install(&node, &record, &spec).await },
+            );
+        }
+        return;
+    }
+    if local.is_none() {
+        return;
+    }
+    let ready = table.ready_nodes(&spec.name);
+    if holders.is_empty() || !holders.iter().all(|h| ready.contains(h)) {
+        jobs.handing_over.remove(&spec.name);
+        return;
+    }
+    let since = *jobs
+        .handing_over
+        .entry(spec.name.clone())
+        .or_insert_with(Instant::now);
+    if since.elapsed() >= LINGER {
+        jobs.handing_over.remove(&spec.name);
+        node.apps.hand_over(&spec.name);
+        tracing::info!(app = %spec.name, to = ?holders, "handed over");
+    }
+}
+
+/// Copies the bytes of an app placed elsewhere into the local store, so a
+/// deployment lives as long as any node that learned it.
+fn keep_a_copy(
+    node: &Arc<Node>,
+    jobs: &mut Jobs,
+    record: &Record,
+    spec: &AppSpec,
+    placement: &Placement,
+) {
+    let copying = jobs
+        .running
+        .keys()
+        .filter(|k| k.starts_with("copy "))
+        .count();
+    if node.store.has_component(&spec.component)
+        || placement.holders(&spec.name).contains(&node.mesh.me)
+        || copying >= COPIES_AT_ONCE
+    {
+        return;
+    }
+    let (node, sha256, origin) = (node.clone(), spec.component.clone(), record.origin.clone());
+    jobs.start(format!("copy {sha256}"), async move {
+        fetch(&node, &sha256, &origin).await
+    });
+}
+
+/// Stops serving apps that were removed, at once.
+fn drop_removed(node: &Node, desired: &Desired) {
     for deployed in node.apps.list() {
         if desired.live(&deployed.spec.name).is_none() {
             node.apps.remove(&deployed.spec.name);
         }
     }
+}
+
+/// Routes every app not served here to forwarding.
+fn route_elsewhere(node: &Node, desired: &Desired) {
     node.apps.set_elsewhere(
         desired
             .apps()
@@ -185,27 +226,17 @@ async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
             .map(|(_, spec)| spec.clone())
             .collect(),
     );
-    node.mesh.set_table(table);
+}
 
+/// Gossips what this node serves at the current versions, and its load.
+async fn advertise(node: &Node, desired: &Desired) -> anyhow::Result<()> {
     let snapshot = desired.snapshot();
-    let mut ready = BTreeSet::new();
-    let mut load = 0;
-    for (position, (name, version)) in snapshot.apps.iter().enumerate() {
-        if let Some(local) = node.apps.get(name) {
-            let stats = local.app.stats();
-            load += stats.active + stats.queued;
-            if local.version == *version {
-                ready.insert(position);
-            }
-        }
-    }
-    let membership = &node.mesh.membership;
-    membership
-        .set(keys::READY, &readiness::encode(&snapshot, &ready))
-        .await?;
-    membership.set(keys::STATE, &snapshot.digest).await?;
-    membership.set(keys::LOAD, &load.to_string()).await?;
-    Ok(())
+    let (ready, load) = readiness::served(&snapshot, |name| {
+        let local = node.apps.get(name)?;
+        let stats = local.app.stats();
+        Some((local.version, stats.active + stats.queued))
+    });
+    readiness::advertise(&node.mesh.membership, &snapshot, &ready, load).await
 }
 
 /// Serves `spec` here: bytes (from a peer if need be), compile, install.
@@ -218,7 +249,7 @@ async fn install(node: &Arc<Node>, record: &Record, spec: &AppSpec) -> anyhow::R
     let compiled = node
         .compile(Arc::new(bytes))
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .map_err(anyhow::Error::from)
         .with_context(|| format!("compiling app `{}`", spec.name))?;
     node.metrics.compiled(&spec.name, started.elapsed());
     // Deployed again or removed meanwhile: the next pass decides.

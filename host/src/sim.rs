@@ -1,32 +1,33 @@
 //! A mesh of many nodes in one process, to measure what a laptop cannot
 //! run for real: `shoal mesh-sim` (a benchmark, hidden from help).
 //!
-//! Each simulated node runs the real membership facade (chitchat, over
-//! chitchat's in-memory transport instead of sealed UDP), holds a real
-//! [`Desired`] state, pulls records from peers whose digest differs (the
-//! rule of `sync`, with an in-memory call standing for the peer HTTP
-//! request, whose body size is counted), places apps with the real
-//! [`Placement`], and advertises readiness with the real encoding. What it
-//! leaves out: compiling and serving (a node counts as ready for what it is
-//! placed on as soon as its desired state settles), and the UDP sealing
-//! (44 bytes per datagram, added to the byte counts).
+//! Each simulated node runs the shipped code of a node's loops over
+//! in-memory wiring: the real membership facade (chitchat over an
+//! in-memory network instead of sealed UDP), a real [`Desired`] state,
+//! anti-entropy by `node::sync::round` (an in-memory call stands for the
+//! peer HTTP request, whose body size is counted), placement by
+//! `mesh::place`, and readiness by `readiness::served` and `advertise`.
+//! What it leaves out: compiling and serving (a node counts as ready for
+//! what it is placed on once its desired state has held still for two
+//! rounds), and the sealing of datagrams (its bytes are added to the
+//! counts).
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chitchat::transport::ChannelTransport;
-
-use super::desired::{Desired, Record};
-use super::membership::{GossipConfig, Members, Membership, keys};
-use super::placement::Placement;
-use super::readiness;
+use crate::clock::unix_now;
+use crate::desired::{Desired, Record, Snapshot};
+use crate::mesh::membership::{GossipConfig, InMemoryNetwork, Member, Members, Membership, keys};
+use crate::mesh::placement::Placement;
+use crate::mesh::transport::DATAGRAM_OVERHEAD;
+use crate::mesh::{self, readiness};
+use crate::node::sync::{self, Replica, Rounds};
 use crate::spec::AppSpec;
 
 /// Bytes the seal adds to every datagram.
-const SEAL_OVERHEAD: u64 = 44;
+const SEAL_OVERHEAD: u64 = DATAGRAM_OVERHEAD as u64;
 /// chitchat's limit on one message.
 const MTU: usize = 65_507;
 
@@ -97,18 +98,54 @@ impl SimNode {
     }
 
     fn digest(&self) -> String {
-        self.desired
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .snapshot()
-            .digest
-            .clone()
+        self.state().0.digest.clone()
+    }
+
+    /// The snapshot of the state held, and the state itself.
+    fn state(&self) -> (Arc<Snapshot>, Desired) {
+        let desired = self.desired.lock().unwrap_or_else(|e| e.into_inner());
+        (desired.snapshot(), desired.clone())
+    }
+}
+
+/// A simulated node as anti-entropy sees it: pulls are calls into the
+/// peer's memory, counted as the peer API's bytes.
+struct SimReplica<'a> {
+    sim: &'a Sim,
+    node: &'a SimNode,
+}
+
+impl Replica for SimReplica<'_> {
+    fn digest(&self) -> String {
+        self.node.digest()
+    }
+
+    async fn pull(&self, peer: &Member) -> anyhow::Result<Vec<Record>> {
+        let peer = self
+            .sim
+            .node(&peer.name)
+            .ok_or_else(|| anyhow::anyhow!("no simulated node `{}`", peer.name))?;
+        let (records, bytes) = peer.answer();
+        self.sim
+            .peer_bytes
+            .fetch_add(bytes + SEAL_OVERHEAD, Ordering::Relaxed);
+        Ok(records.to_vec())
+    }
+
+    async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
+        let mut desired = self.node.desired.lock().unwrap_or_else(|e| e.into_inner());
+        let news = desired.news(records, unix_now());
+        let count = news.len();
+        for record in news {
+            desired.merge(record);
+        }
+        Ok(count)
     }
 }
 
 struct Sim {
     config: SimConfig,
-    transport: ChannelTransport,
+    network: InMemoryNetwork,
     nodes: Mutex<Vec<Arc<SimNode>>>,
     peer_bytes: AtomicU64,
 }
@@ -148,7 +185,7 @@ impl Sim {
             (keys::PEER.to_string(), addr(i).to_string()),
             (keys::INGRESS.to_string(), addr(i).to_string()),
         ];
-        let membership = Membership::start(&gossip, initial, &self.transport).await?;
+        let membership = Membership::start(&gossip, initial, self.network.transport()).await?;
         let node = Arc::new(SimNode {
             name,
             membership,
@@ -195,93 +232,122 @@ impl Sim {
     }
 }
 
-/// One node's loop: anti-entropy and readiness, as `sync` and `control`.
+/// A placement and what it was computed from (state digest, live members).
+type Placed = ((String, Vec<String>), Arc<Placement>);
+
+/// One node's loop: `node::sync`'s round, then readiness as `node::control`
+/// advertises it, once the state has held still (standing in for compiling
+/// what placement gives it).
 async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
+    let mut rounds = Rounds::default();
     let mut stable: Option<(String, Instant)> = None;
-    // Placement is recomputed only when its inputs change, as `control`
-    // would see it: the state digest and the live members.
-    let mut placed: Option<(String, Vec<String>)> = None;
+    // Placement is recomputed only when its inputs change (the state digest
+    // and the live members), as a node's controller would see them.
+    let mut placed: Option<Placed> = None;
     loop {
         tokio::time::sleep(sim.config.interval * 2).await;
         let members = node.membership.members();
-        let mut pulls = 0;
-        for member in members.peers_in_random_order() {
-            if pulls == 2 {
-                break;
-            }
-            let ours = node.digest();
-            if member.state.is_empty() || member.state == ours {
-                continue;
-            }
-            let Some(peer) = sim.node(&member.name) else {
-                continue;
-            };
-            pulls += 1;
-            let (records, bytes) = peer.answer();
-            sim.peer_bytes
-                .fetch_add(bytes + SEAL_OVERHEAD, Ordering::Relaxed);
-            let mut desired = node.desired.lock().unwrap_or_else(|e| e.into_inner());
-            for record in records.iter() {
-                if desired
-                    .get(&record.name)
-                    .is_none_or(|known| record.supersedes(known))
-                {
-                    desired.merge(record.clone());
-                }
-            }
-        }
-        let (snapshot, placement_input) = {
-            let desired = node.desired.lock().unwrap_or_else(|e| e.into_inner());
-            (desired.snapshot(), desired.clone())
+        let replica = SimReplica {
+            sim: &sim,
+            node: &node,
         };
-        let _ = node.membership.set(keys::STATE, &snapshot.digest).await;
-        // Ready for what placement gives it once the state has held still
-        // for a moment (standing in for compiling).
-        match &stable {
+        sync::round(&replica, &members, &mut rounds).await;
+        let (snapshot, desired) = node.state();
+        let settled = match &stable {
             Some((digest, since)) if *digest == snapshot.digest => {
-                let live: Vec<String> = members.live().map(|m| m.name.clone()).collect();
-                let inputs = (snapshot.digest.clone(), live);
-                if since.elapsed() >= sim.config.interval * 2 && placed.as_ref() != Some(&inputs) {
-                    placed = Some(inputs);
-                    let placement = super::place(&members, &placement_input);
-                    let ready: BTreeSet<usize> = snapshot
-                        .apps
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (app, _))| placement.holders(app).contains(&node.name))
-                        .map(|(i, _)| i)
-                        .collect();
-                    let _ = node
-                        .membership
-                        .set(keys::READY, &readiness::encode(&snapshot, &ready))
-                        .await;
-                }
+                since.elapsed() >= sim.config.interval * 2
             }
-            _ => stable = Some((snapshot.digest.clone(), Instant::now())),
+            _ => {
+                stable = Some((snapshot.digest.clone(), Instant::now()));
+                false
+            }
+        };
+        if !settled {
+            let _ = node.membership.set(keys::STATE, &snapshot.digest).await;
+            continue;
         }
+        let live: Vec<String> = members.live().map(|m| m.name.clone()).collect();
+        let inputs = (snapshot.digest.clone(), live);
+        if placed.as_ref().is_none_or(|(known, _)| *known != inputs) {
+            placed = Some((inputs, Arc::new(mesh::place(&members, &desired))));
+        }
+        let placement = placed
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .expect("placed above");
+        let (ready, load) = readiness::served(&snapshot, |app| {
+            let (record, _) = desired.live(app)?;
+            placement
+                .holders(app)
+                .contains(&node.name)
+                .then_some((record.version, 0))
+        });
+        let _ = readiness::advertise(&node.membership, &snapshot, &ready, load).await;
     }
 }
 
 fn placement_of(members: &Members, node: &SimNode) -> Placement {
-    let desired = node
-        .desired
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    super::place(members, &desired)
+    mesh::place(members, &node.state().1)
+}
+
+/// What the first phases measured, carried to the report.
+struct Formed {
+    membership_converged: Duration,
+    state_converged: Duration,
+    ready_converged: Duration,
+    target: Arc<Snapshot>,
 }
 
 /// Runs the whole scenario: form, deploy, measure, lose a node, add one.
 pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     let sim = Arc::new(Sim {
         config: config.clone(),
-        transport: ChannelTransport::with_mtu(MTU),
+        network: InMemoryNetwork::new(MTU),
         nodes: Mutex::new(Vec::new()),
         peer_bytes: AtomicU64::new(0),
     });
     let n = config.nodes;
+    let formed = form(&sim).await?;
+    let nodes = sim.nodes();
 
-    // 1. Membership.
+    // Balance, as node 0 computes it.
+    let members = nodes[0].membership.members();
+    let before = placement_of(&members, &nodes[0]);
+    anyhow::ensure!(!before.is_empty(), "nothing was placed");
+    let (mean_leave_moved, mean_join_moved, trials) = mean_movement(&members, &nodes[0]);
+    let max_per_node = before.loads().values().copied().max().unwrap_or(0);
+    let mean_per_node = before.len() as f64 / n as f64;
+    let (gossip_bytes_per_node_per_sec, gossip_state_max) = steady_gossip(&sim, &nodes).await;
+    let change = leave_and_join(&sim, &nodes, &before, &formed.target).await?;
+    for node in sim.nodes() {
+        node.membership.stop();
+    }
+    Ok(SimReport {
+        nodes: n,
+        apps: config.apps,
+        membership_converged: formed.membership_converged,
+        state_converged: formed.state_converged,
+        ready_converged: formed.ready_converged,
+        peer_bytes: sim.peer_bytes.load(Ordering::Relaxed),
+        balance: max_per_node as f64 / mean_per_node,
+        mean_per_node,
+        max_per_node,
+        gossip_bytes_per_node_per_sec,
+        gossip_state_max,
+        leave_detected: change.leave_detected,
+        leave_moved: change.leave_moved,
+        join_converged: change.join_converged,
+        join_moved: change.join_moved,
+        mean_leave_moved,
+        mean_join_moved,
+        trials,
+    })
+}
+
+/// Starts the nodes, deploys every app on some node all at once, and waits
+/// for membership, desired state and readiness to converge.
+async fn form(sim: &Arc<Sim>) -> anyhow::Result<Formed> {
+    let n = sim.config.nodes;
     let started = Instant::now();
     for i in 0..n {
         sim.start_node(i).await?;
@@ -290,10 +356,9 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     sim.wait("membership", || sim.all_see(&nodes, n)).await?;
     let membership_converged = started.elapsed();
 
-    // 2. Desired state: every app deployed on some node, all at once.
     let started = Instant::now();
     let mut everything = Desired::default();
-    for a in 0..config.apps {
+    for a in 0..sim.config.apps {
         let name = format!("app-{a:04}");
         let origin = &nodes[(a * 7919) % n];
         let record = Record {
@@ -317,7 +382,7 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     .await?;
     let state_converged = started.elapsed();
 
-    // 3. Every node ready, and every node reading every other's readiness.
+    // Every node ready, and every node reading every other's readiness.
     sim.wait("readiness", || {
         nodes.iter().all(|node| {
             node.membership
@@ -327,30 +392,46 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
         })
     })
     .await?;
-    let ready_converged = started.elapsed();
+    Ok(Formed {
+        membership_converged,
+        state_converged,
+        ready_converged: started.elapsed(),
+        target,
+    })
+}
 
-    // 4. Balance, as node 0 computes it.
-    let members = nodes[0].membership.members();
-    let before = placement_of(&members, &nodes[0]);
-    anyhow::ensure!(!before.is_empty(), "nothing was placed");
-    let (mean_leave_moved, mean_join_moved, trials) = mean_movement(&members, &nodes[0]);
-    let loads = before.loads();
-    let max_per_node = loads.values().copied().max().unwrap_or(0);
-    let mean_per_node = before.len() as f64 / n as f64;
-
-    // 5. Gossip traffic in steady state, and state size.
-    let bytes_before = sim.transport.statistics();
-    tokio::time::sleep(config.window).await;
-    let bytes_after = sim.transport.statistics();
-    let wire = (bytes_after.num_bytes_total - bytes_before.num_bytes_total)
-        + SEAL_OVERHEAD * (bytes_after.num_messages_total - bytes_before.num_messages_total);
-    let gossip_bytes_per_node_per_sec = wire as f64 / n as f64 / config.window.as_secs_f64();
-    let mut gossip_state_max = 0;
-    for node in &nodes {
-        gossip_state_max = gossip_state_max.max(node.membership.own_state_size().await);
+/// Gossip bytes per node per second over the window, sealed, and the
+/// largest gossip state of one node.
+async fn steady_gossip(sim: &Sim, nodes: &[Arc<SimNode>]) -> (f64, usize) {
+    let (bytes_before, messages_before) = sim.network.carried();
+    tokio::time::sleep(sim.config.window).await;
+    let (bytes_after, messages_after) = sim.network.carried();
+    let wire = (bytes_after - bytes_before) + SEAL_OVERHEAD * (messages_after - messages_before);
+    let per_node = wire as f64 / nodes.len() as f64 / sim.config.window.as_secs_f64();
+    let mut largest = 0;
+    for node in nodes {
+        largest = largest.max(node.membership.own_state_size().await);
     }
+    (per_node, largest)
+}
 
-    // 6. One node leaves (stops gossiping, as after kill -9).
+/// What a leave and a join cost.
+struct Change {
+    leave_detected: Duration,
+    leave_moved: f64,
+    join_converged: Duration,
+    join_moved: f64,
+}
+
+/// One node leaves (stops gossiping, as after kill -9), then a new one
+/// joins.
+async fn leave_and_join(
+    sim: &Arc<Sim>,
+    nodes: &[Arc<SimNode>],
+    before: &Placement,
+    target: &Snapshot,
+) -> anyhow::Result<Change> {
+    let n = nodes.len();
     let leaving = nodes[n / 2].clone();
     leaving.membership.stop();
     let rest: Vec<Arc<SimNode>> = nodes
@@ -360,9 +441,8 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
         .collect();
     let leave_detected = sim.wait("a leave", || sim.all_see(&rest, n - 1)).await?;
     let after_leave = placement_of(&rest[0].membership.members(), &rest[0]);
-    let leave_moved = after_leave.moved_from(&before);
+    let leave_moved = after_leave.moved_from(before);
 
-    // 7. A new node joins.
     let started = Instant::now();
     let joiner = sim.start_node(n).await?;
     let mut with_joiner = rest.clone();
@@ -373,54 +453,31 @@ pub(crate) async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
     .await?;
     let join_converged = started.elapsed();
     let after_join = placement_of(&rest[0].membership.members(), &rest[0]);
-    let join_moved = after_join.moved_from(&after_leave);
-
-    for node in sim.nodes() {
-        node.membership.stop();
-    }
-    Ok(SimReport {
-        nodes: n,
-        apps: config.apps,
-        membership_converged,
-        state_converged,
-        ready_converged,
-        peer_bytes: sim.peer_bytes.load(Ordering::Relaxed),
-        balance: max_per_node as f64 / mean_per_node,
-        mean_per_node,
-        max_per_node,
-        gossip_bytes_per_node_per_sec,
-        gossip_state_max,
+    Ok(Change {
         leave_detected,
         leave_moved,
         join_converged,
-        join_moved,
-        mean_leave_moved,
-        mean_join_moved,
-        trials,
+        join_moved: after_join.moved_from(&after_leave),
     })
 }
 
 /// Mean share of placements moved by removing each of some members, and by
 /// adding as many new ones, one at a time.
 fn mean_movement(members: &Members, node: &SimNode) -> (f64, f64, usize) {
-    let desired = node
-        .desired
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let base = super::place(members, &desired);
+    let desired = node.state().1;
+    let base = mesh::place(members, &desired);
     let names: Vec<String> = members.live().map(|m| m.name.clone()).collect();
     let trials = names.len().min(20);
     let (mut leave, mut join) = (0.0, 0.0);
     for t in 0..trials {
         let mut fewer = members.clone();
         fewer.all.remove(&names[t * names.len() / trials]);
-        leave += super::place(&fewer, &desired).moved_from(&base);
+        leave += mesh::place(&fewer, &desired).moved_from(&base);
         let mut more = members.clone();
         let mut joiner = more.all.values().next().cloned().expect("a member");
         joiner.name = format!("joiner-{t}");
         more.all.insert(joiner.name.clone(), joiner);
-        join += super::place(&more, &desired).moved_from(&base);
+        join += mesh::place(&more, &desired).moved_from(&base);
     }
     (leave / trials as f64, join / trials as f64, trials)
 }

@@ -1,0 +1,69 @@
+//! The peer API, server side (`/v1/peer/...` on the admin listener): the
+//! records and component bytes other nodes pull. Callers prove they hold
+//! the cluster key with a sealed token naming the request; every answer is
+//! sealed with it.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+
+use super::error::ApiError;
+use super::reply::{AdminBody, body};
+use crate::mesh::peer::{SEALED, TOKEN_HEADER};
+use crate::node::Node;
+
+/// The peer API: callers prove they hold the cluster key, and every
+/// answer is sealed with it.
+pub(crate) fn serve<B>(
+    request: &Request<B>,
+    node: &Node,
+    method: &Method,
+    path: &str,
+    rest: &[&str],
+) -> Result<Response<AdminBody>, ApiError> {
+    let token = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Err(e) = node
+        .mesh
+        .key
+        .verify_peer_token(token, method.as_str(), path)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("peer request refused: {e}"),
+        ));
+    }
+    let plain = match (method, rest) {
+        (&Method::GET, ["records"]) => {
+            let desired = node.desired();
+            let records: Vec<_> = desired.records().collect();
+            serde_json::to_vec(&records).map_err(ApiError::internal)?
+        }
+        (&Method::GET, ["components", sha256]) => {
+            if !node.store.has_component(sha256) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no component `{sha256}` here"),
+                ));
+            }
+            node.store
+                .read_component(sha256)
+                .map_err(ApiError::internal)?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no peer route {method} {path}"),
+            ));
+        }
+    };
+    let sealed = node.mesh.key.seal(SEALED, &plain);
+    let mut response = body(StatusCode::OK, Bytes::from(sealed));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
