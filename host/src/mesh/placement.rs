@@ -683,6 +683,114 @@ mod tests {
         assert_eq!(d.replicas, Replicas::Count(1));
     }
 
+    /// A fingerprint of everything a placement says: the nodes, then every
+    /// app with its holders in order.
+    fn fingerprint(p: &Placement) -> u64 {
+        let mut hash = Sha256::new();
+        for node in &p.nodes {
+            hash.update(node.as_bytes());
+            hash.update([0x1f]);
+        }
+        for (app, nodes) in p.apps() {
+            hash.update([0x1e]);
+            hash.update(app.as_bytes());
+            for node in nodes {
+                hash.update([0x1f]);
+                hash.update(node.as_bytes());
+            }
+        }
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.finalize()[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    /// `n` members with unequal capacities (0 to 4; 0 counts as 1), named
+    /// out of their sorted order.
+    fn unequal(n: usize) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                name: format!("m{}", (i * 37) % 1009),
+                capacity: (i % 5) as u32,
+            })
+            .collect()
+    }
+
+    /// `n` apps wanting 1, 2 or 3 replicas in turn, every 50th `all` and
+    /// the one before it 40 (more than most meshes have); every 10th app is
+    /// named a second time with another count.
+    fn mixed(n: usize) -> Vec<Demand> {
+        let replicas = |i: usize| match i % 50 {
+            49 => Replicas::All,
+            48 => Replicas::Count(40),
+            _ => Replicas::Count(i as u32 % 3 + 1),
+        };
+        let once = (0..n).map(|i| Demand {
+            app: format!("svc-{i}"),
+            replicas: replicas(i),
+        });
+        let twice = (0..n).step_by(10).map(|i| Demand {
+            app: format!("svc-{i}"),
+            replicas: replicas(i + 1),
+        });
+        once.chain(twice).collect()
+    }
+
+    /// Placement's output is a contract between nodes (and `mesh-sim`'s
+    /// figures): these fingerprints were recorded from the code as shipped,
+    /// and any change to them must ship to every node at once.
+    #[test]
+    fn placements_match_the_recorded_fingerprints() {
+        let check = |what: String, m: &[Member], d: &[Demand], recorded: u64| {
+            let got = fingerprint(&Placement::compute(m, d));
+            assert_eq!(got, recorded, "{what}: {got:#018x}");
+        };
+        // (members, apps, fingerprint) for `unequal` members and `mixed` apps.
+        let unequal_cases = [
+            (1, 10, 0xd8c88d040d763e3d),
+            (1, 300, 0x405de97a261051c1),
+            (7, 10, 0xa8229584fb3f37c6),
+            (7, 300, 0x742a0e6e3e8b86a3),
+            (7, 1000, 0x2a3005f616d4548a),
+            (100, 10, 0x44d2031035524431),
+            (100, 300, 0xefa864effd1831c8),
+            (100, 1000, 0xc237cd09455e6135),
+        ];
+        for (m, d, recorded) in unequal_cases {
+            check(
+                format!("{m} members, {d} apps"),
+                &unequal(m),
+                &mixed(d),
+                recorded,
+            );
+        }
+        // (replicas, apps, fingerprint) over 100 equal members.
+        let equal_cases = [
+            (Replicas::Count(1), 1000, 0x5ddc92c3587e7473),
+            (Replicas::Count(2), 1000, 0x44ae3db02f14daa7),
+            (Replicas::Count(3), 1000, 0x21941c858fe08f81),
+            (Replicas::All, 10, 0xaf3be93e0d1a3961),
+        ];
+        for (r, d, recorded) in equal_cases {
+            check(
+                format!("100 equal members, {d} apps, replicas {r}"),
+                &members(100),
+                &demands(d, r),
+                recorded,
+            );
+        }
+        // Six light nodes and a heavy one under 100 `all` apps: the light
+        // nodes' bounds fill, and the rest go over them.
+        let mut heavy = unequal(7);
+        heavy[6].capacity = 50;
+        let tight: Vec<Demand> = (0..300)
+            .map(|i| Demand {
+                app: format!("tight-{i}"),
+                replicas: [Replicas::All, Replicas::Count(3), Replicas::Count(3)][i % 3],
+            })
+            .collect();
+        check("over the bounds".into(), &heavy, &tight, 0x976c8050c8a5b389);
+    }
+
     #[test]
     fn portable_ln_matches_libm() {
         for x in [
