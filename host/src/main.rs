@@ -12,6 +12,7 @@ mod mesh;
 mod metrics;
 mod node;
 mod progress;
+mod replicas;
 mod routes;
 mod shutdown;
 mod spec;
