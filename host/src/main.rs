@@ -16,6 +16,7 @@ mod mesh;
 mod metrics;
 mod node;
 mod progress;
+mod replicas;
 mod respond;
 mod routes;
 mod shutdown;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shoal_runtime::{Limits, OutboundRule, Policy};
 
-use crate::mesh::placement::Replicas;
+use crate::replicas::Replicas;
 
 /// One app's desired state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::manifest::Manifest;
 use crate::cli::{AdminFlags, AppFlags};
-use crate::mesh::placement::Replicas;
+use crate::replicas::Replicas;
 
 /// Deploy a component as an app on a running host.
 #[derive(Args, Debug)]

@@ -23,7 +23,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::cli::app_flags::defaults;
-use crate::mesh::placement::Replicas;
+use crate::replicas::Replicas;
 use crate::spec::AppSpec;
 use crate::units::{parse_duration, parse_size};
 

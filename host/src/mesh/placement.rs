@@ -2,195 +2,40 @@
 //! the same inputs (live members with their capacities, apps with their
 //! replica counts), so the mesh needs no coordinator.
 //!
-//! **Algorithm: weighted rendezvous hashing with bounded loads, settled
-//! rank by rank.** Every (app, node) pair gets a score `capacity / -ln(u)`,
-//! `u` uniform in (0, 1) from a stable hash of the two names; an app prefers
-//! nodes in descending score (highest-random-weight hashing). Plain
-//! rendezvous leaves some nodes with twice the mean at 10 apps per node, so
-//! every node also gets a bound, `ceil((1 + ε) × its weighted share of all
-//! placements)` with ε = 0.08. Apps that want every node (`all`, or more
-//! replicas than there are members) are placed first and count towards the
-//! bounds. The others are settled in rounds: in round `k` every app still
-//! short of holders proposes to its `k`-th choice, and each node takes
-//! proposals in descending score while it has room. This is the stable
-//! matching in which a node prefers the apps that rank it higher, then the
-//! apps that score higher with it; it depends on no processing order.
-//! Replicas of one app are distinct nodes by construction.
+//! **Algorithm:** weighted rendezvous hashing with bounded loads, settled
+//! rank by rank. Every (app, node) pair scores `capacity / -ln(u)`, `u`
+//! uniform in (0, 1) from a stable hash of the two names, and an app prefers
+//! nodes by descending score. Each node is bounded to `ceil((1 + ε) × its
+//! weighted share of all placements)`, ε = 0.08. Apps that want every node
+//! (`all`, or more replicas than members) take every node first and count
+//! towards the bounds. The rest settle in rounds: in round `k` every app
+//! still short proposes to its `k`-th choice, and each node takes proposals
+//! by descending score while it has room; what the bounds cannot fit goes to
+//! its most preferred nodes, over the bound. Replicas of an app are distinct
+//! nodes, listed most preferred first.
 //!
-//! Why this order: a join or a leave moves the apps it must (about 1/N)
-//! plus the apps that a freed or taken slot pulls along. Letting every first
-//! choice in before any second choice, strongest score first, keeps that
-//! cascade short: the apps a new node takes from a full node are mostly the
-//! ones that node had already turned away (they score low there). Measured
-//! alternatives, moved by a join / a leave at one replica: apps one by one
-//! in hash order 1.70% / 1.87%, by top score 1.52% / 1.75%, score alone
-//! deciding (deferred acceptance) 1.55% / 1.51%, min-cost assignment 2.1%,
-//! per-node dithered bounds 2.2–2.7%.
+//! **Determinism:** the same members and apps, in any order, give the same
+//! placement on every node running this version; names hash with SHA-256
+//! and scores use only IEEE-754 `+ - × ÷` (no platform `ln`), so every
+//! target agrees bit for bit. A change to any output must ship to every
+//! node at once; `placements_match_the_recorded_fingerprints` pins it.
 //!
-//! **Determinism contract:** the same members and apps, in any order, give
-//! the same placement on every node running the same version of this code.
-//! Names are hashed with SHA-256; scores use only IEEE-754 `+ - × ÷`
-//! (no platform `ln`), so they are bit-identical across targets. A change to
-//! this file that alters any output must ship to every node at once.
-//!
-//! **Measured** (release; 100 equal nodes, 1,000 apps; movement is the mean
-//! over 20 joins and 20 leaves, and over ten sets of app names; `shoal
-//! mesh-sim` prints the same figures for its own mesh):
-//!
-//! | replicas | max/mean | moved by a join | moved by a leave | compute |
-//! |----------|----------|-----------------|------------------|---------|
-//! | 1        | 1.10     | 1.53%           | 1.52%            | ~5 ms   |
-//! | 2        | 1.10     | 1.35%           | 1.42%            | ~4 ms   |
-//!
-//! The least possible is 1%; the 1.5% target is met at two replicas and
-//! missed narrowly at one (the ten name sets range from 1.25% to 1.66%).
-//! With 10 apps per node and a bound of 11, 30% of nodes are wanted first
-//! by more apps than fit, and a node that turned an app away pulls it back
-//! when a slot frees. ε = 0.08 keeps the bound at 11 (one replica) and 22
-//! (two) from 99 to 101 nodes; the bound steps where `(1 + ε) × share`
-//! crosses an integer, and a change across a step moves several times more.
-//!
-//! **Why not less:** a search over 45 variants (priorities, two-tier and
-//! per-round bounds, overflow rules, second hash families, consistent-hash
-//! rings with forwarding) found none below ~1.45% on joins and ~1.51% on
-//! leaves at max/mean ≤ 1.15. Every variant of this family fits one law:
-//! a change moves `1% × (1 + C / (C + S))`, where C is the number of apps
-//! not on their first choice and S the free slots (bounds minus apps).
-//! First-choice demand is Poisson whatever the scheme, so at a bound of 11
-//! C ≥ ~80, and the law puts the floor near 1.42% for a join and 1.49% for a
-//! leave. A stateless placement cannot tell a slot a change freed from any
-//! other free slot; going lower takes slack (a bound of 12, max/mean 1.2,
-//! moves ~1.27%) or more replicas (two: ~1.35% / 1.40%).
-//!
-//! **Cost:** O(A·N·log N) for A apps and N members (each app sorts its N
-//! scores), plus O(A log A) per round; rounds past the first few hold only
-//! the apps that were turned away (at worst N rounds). It runs on membership
-//! and app changes only.
+//! **Cost:** O(A·N·log N) for A apps on N members, plus O(A log A) for each
+//! of at most N rounds; it runs on membership and app changes only. Balance,
+//! movement and the alternatives measured: `docs/placement.md`.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::replicas::Replicas;
 
 /// ε as a fraction: a node is full at `ceil((1 + 2/25) × its share)`.
 const SLACK: (u64, u64) = (2, 25);
 
-/// How many nodes should run an app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Replicas {
-    /// This many distinct nodes (every member if there are fewer).
-    Count(u32),
-    /// Every live member.
-    All,
-}
-
-impl Replicas {
-    /// Holders wanted among `members` live nodes.
-    fn wanted(self, members: usize) -> usize {
-        match self {
-            Replicas::All => members,
-            Replicas::Count(n) => usize::try_from(n).unwrap_or(usize::MAX).min(members),
-        }
-    }
-
-    /// Orders requests for the same app: `All` above every count.
-    fn size(self) -> u64 {
-        match self {
-            Replicas::All => u64::MAX,
-            Replicas::Count(n) => u64::from(n),
-        }
-    }
-}
-
-impl Default for Replicas {
-    fn default() -> Self {
-        Replicas::Count(1)
-    }
-}
-
-/// Why a replica count was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplicasError {
-    #[error("replicas must be at least 1: give a number of nodes such as `1` or `3`, or `all`")]
-    Zero,
-    #[error("invalid replicas `{0}`: give a number of nodes such as `1` or `3`, or `all`")]
-    Invalid(String),
-}
-
-impl FromStr for Replicas {
-    type Err = ReplicasError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("all") {
-            return Ok(Replicas::All);
-        }
-        match s.parse::<u32>() {
-            Ok(0) => Err(ReplicasError::Zero),
-            Ok(n) => Ok(Replicas::Count(n)),
-            Err(_) => Err(ReplicasError::Invalid(s.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Replicas {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Replicas::Count(n) => write!(f, "{n}"),
-            Replicas::All => f.write_str("all"),
-        }
-    }
-}
-
-/// A number (`3`) or the string `"all"`.
-impl Serialize for Replicas {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Replicas::Count(n) => serializer.serialize_u32(*n),
-            Replicas::All => serializer.serialize_str("all"),
-        }
-    }
-}
-
-/// Accepts a positive number, `"all"`, or a number in a string (`"3"`).
-impl<'de> Deserialize<'de> for Replicas {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ReplicasVisitor;
-
-        impl Visitor<'_> for ReplicasVisitor {
-            type Value = Replicas;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of nodes (1 or more) or \"all\"")
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Replicas, E> {
-                match u32::try_from(v) {
-                    Ok(0) => Err(E::custom(ReplicasError::Zero)),
-                    Ok(n) => Ok(Replicas::Count(n)),
-                    Err(_) => Err(E::custom(ReplicasError::Invalid(v.to_string()))),
-                }
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Replicas, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(ReplicasError::Invalid(v.to_string()))),
-                }
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Replicas, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_any(ReplicasVisitor)
-    }
-}
+/// A node, by its index among the sorted members, with its score for one app.
+type Choice = (f64, usize);
 
 /// A live node that can hold apps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,24 +132,10 @@ impl Placement {
 
 /// [`Placement::compute`] with the slack ε = `slack.0 / slack.1`.
 fn compute(members: &[Member], demands: &[Demand], slack: (u64, u64)) -> Placement {
-    let mut members: Vec<&Member> = members.iter().collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name).then(b.capacity.cmp(&a.capacity)));
-    debug_assert!(
-        members.windows(2).all(|w| w[0].name != w[1].name),
-        "duplicate member names"
-    );
-    members.dedup_by(|a, b| a.name == b.name);
-    let mut demands: Vec<&Demand> = demands.iter().collect();
-    demands.sort_by(|a, b| {
-        a.app
-            .cmp(&b.app)
-            .then(b.replicas.size().cmp(&a.replicas.size()))
-    });
-    demands.dedup_by(|a, b| a.app == b.app);
-
-    let n = members.len();
+    let members = distinct_members(members);
+    let demands = distinct_demands(demands);
     let nodes: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
-    if n == 0 {
+    if nodes.is_empty() {
         let holders = demands
             .iter()
             .map(|d| (d.app.clone(), Vec::new()))
@@ -312,53 +143,113 @@ fn compute(members: &[Member], demands: &[Demand], slack: (u64, u64)) -> Placeme
         return Placement { holders, nodes };
     }
     let weights: Vec<u32> = members.iter().map(|m| m.capacity.max(1)).collect();
-    let node_hashes: Vec<u64> = members.iter().map(|m| name_hash(&m.name)).collect();
-    // Each app's nodes, most preferred first, with their scores.
-    let ranked: Vec<Vec<(f64, usize)>> = demands
+    let ranked = rank(&nodes, &weights, &demands);
+    let wanted: Vec<usize> = demands
+        .iter()
+        .map(|d| d.replicas.wanted(nodes.len()))
+        .collect();
+    let mut room = bounds(&wanted, &weights, slack);
+    let mut placed = place_everywhere(&wanted, &mut room);
+    let short = settle(&ranked, &wanted, &mut placed, &mut room);
+    overflow(&ranked, short, &mut placed);
+    assemble(&demands, &ranked, &placed, &nodes)
+}
+
+/// The members sorted by name, each once: a duplicate keeps its largest
+/// capacity.
+fn distinct_members(members: &[Member]) -> Vec<&Member> {
+    let mut members: Vec<&Member> = members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name).then(b.capacity.cmp(&a.capacity)));
+    debug_assert!(
+        members.windows(2).all(|w| w[0].name != w[1].name),
+        "duplicate member names"
+    );
+    members.dedup_by(|a, b| a.name == b.name);
+    members
+}
+
+/// The demands sorted by app, each once: a duplicate keeps its larger
+/// replica count.
+fn distinct_demands(demands: &[Demand]) -> Vec<&Demand> {
+    let mut demands: Vec<&Demand> = demands.iter().collect();
+    demands.sort_by(|a, b| {
+        a.app
+            .cmp(&b.app)
+            .then(b.replicas.size().cmp(&a.replicas.size()))
+    });
+    demands.dedup_by(|a, b| a.app == b.app);
+    demands
+}
+
+/// Each app's nodes, most preferred first, with their scores; equal scores
+/// go to the node whose name sorts first.
+fn rank(nodes: &[String], weights: &[u32], demands: &[&Demand]) -> Vec<Vec<Choice>> {
+    let node_hashes: Vec<u64> = nodes.iter().map(|n| name_hash(n)).collect();
+    demands
         .iter()
         .map(|d| {
             let app = name_hash(&d.app);
-            let mut row: Vec<(f64, usize)> = (0..n)
-                .map(|i| (score(pair_hash(app, node_hashes[i]), weights[i]), i))
+            let mut row: Vec<Choice> = node_hashes
+                .iter()
+                .zip(weights)
+                .enumerate()
+                .map(|(i, (&node, &weight))| (score(pair_hash(app, node), weight), i))
                 .collect();
             row.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
             row
         })
-        .collect();
-    let wanted: Vec<usize> = demands.iter().map(|d| d.replicas.wanted(n)).collect();
+        .collect()
+}
 
-    // Apps on every node come first and count towards the bounds.
-    let mut placed: Vec<Vec<usize>> = vec![Vec::new(); demands.len()];
-    let mut load = vec![0u64; n];
-    for (a, &want) in wanted.iter().enumerate() {
-        if want == n {
-            placed[a] = (0..n).collect();
-            load.iter_mut().for_each(|l| *l += 1);
-        }
-    }
+/// Each node's bound, `ceil((1 + ε) × its weighted share of all
+/// placements)`, in exact integer arithmetic.
+fn bounds(wanted: &[usize], weights: &[u32], slack: (u64, u64)) -> Vec<u64> {
     let total = wanted.iter().map(|&w| w as u128).sum::<u128>();
     let weight = weights.iter().map(|&w| u128::from(w)).sum::<u128>();
     let (num, den) = (u128::from(slack.0), u128::from(slack.1));
-    let mut room: Vec<u64> = (0..n)
-        .map(|i| {
-            let cap = (total * u128::from(weights[i]) * (den + num)).div_ceil(weight * den);
-            u64::try_from(cap)
-                .unwrap_or(u64::MAX)
-                .saturating_sub(load[i])
+    weights
+        .iter()
+        .map(|&w| {
+            let bound = (total * u128::from(w) * (den + num)).div_ceil(weight * den);
+            u64::try_from(bound).unwrap_or(u64::MAX)
         })
-        .collect();
+        .collect()
+}
 
-    // Round k: every app still short proposes to its k-th choice; each node
-    // takes proposals by descending score while it has room.
+/// Each app's holders so far: every node for the apps that want them all,
+/// none for the others. The apps on every node take one slot of every
+/// node's `room`.
+fn place_everywhere(wanted: &[usize], room: &mut [u64]) -> Vec<Vec<usize>> {
+    let n = room.len();
+    let placed: Vec<Vec<usize>> = wanted
+        .iter()
+        .map(|&w| if w == n { (0..n).collect() } else { Vec::new() })
+        .collect();
+    let everywhere = placed.iter().filter(|p| !p.is_empty()).count() as u64;
+    room.iter_mut()
+        .for_each(|r| *r = r.saturating_sub(everywhere));
+    placed
+}
+
+/// Round `k`: every app still short proposes to its `k`-th choice; each
+/// node takes proposals by descending score while it has room (equal
+/// scores: the app whose name sorts first); why this order:
+/// `docs/placement.md`. Returns how many holders each app still lacks once
+/// the rounds run out.
+fn settle(
+    ranked: &[Vec<Choice>],
+    wanted: &[usize],
+    placed: &mut [Vec<usize>],
+    room: &mut [u64],
+) -> Vec<usize> {
     let mut need: Vec<usize> = wanted
         .iter()
-        .zip(&placed)
+        .zip(placed.iter())
         .map(|(&w, p)| w - p.len())
         .collect();
-    let mut active: Vec<usize> = (0..demands.len()).filter(|&a| need[a] > 0).collect();
+    let mut active: Vec<usize> = (0..need.len()).filter(|&a| need[a] > 0).collect();
     let mut k = 0;
-    while k < n && !active.is_empty() {
-        // Ties (equal scores) go to the app whose name sorts first.
+    while k < room.len() && !active.is_empty() {
         active.sort_by(|&x, &y| ranked[y][k].0.total_cmp(&ranked[x][k].0).then(x.cmp(&y)));
         for &a in &active {
             let node = ranked[a][k].1;
@@ -371,34 +262,50 @@ fn compute(members: &[Member], demands: &[Demand], slack: (u64, u64)) -> Placeme
         active.retain(|&a| need[a] > 0);
         k += 1;
     }
-    // Bounds too tight to fit everything (apps on every node filled small
-    // ones): the rest go to their most preferred nodes, over the bound.
-    for &a in &active {
+    need
+}
+
+/// Bounds too tight to fit everything (apps on every node filled small
+/// ones): the apps still `short` go to their most preferred nodes, over
+/// the bound.
+fn overflow(ranked: &[Vec<Choice>], short: Vec<usize>, placed: &mut [Vec<usize>]) {
+    for (a, mut need) in short.into_iter().enumerate() {
         for &(_, node) in &ranked[a] {
-            if need[a] == 0 {
+            if need == 0 {
                 break;
             }
             if !placed[a].contains(&node) {
                 placed[a].push(node);
-                need[a] -= 1;
+                need -= 1;
             }
         }
     }
+}
 
+/// The placement: each app's holders by name, in its order of preference.
+fn assemble(
+    demands: &[&Demand],
+    ranked: &[Vec<Choice>],
+    placed: &[Vec<usize>],
+    nodes: &[String],
+) -> Placement {
     let holders = demands
         .iter()
-        .zip(&ranked)
-        .zip(&placed)
+        .zip(ranked)
+        .zip(placed)
         .map(|((d, row), on)| {
-            let nodes = row
+            let holders = row
                 .iter()
                 .filter(|(_, i)| on.contains(i))
-                .map(|&(_, i)| members[i].name.clone())
+                .map(|&(_, i)| nodes[i].clone())
                 .collect();
-            (d.app.clone(), nodes)
+            (d.app.clone(), holders)
         })
         .collect();
-    Placement { holders, nodes }
+    Placement {
+        holders,
+        nodes: nodes.to_vec(),
+    }
 }
 
 /// The first 8 bytes of SHA-256 over `name`, big-endian.
@@ -450,257 +357,4 @@ fn ln(x: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn members(n: usize) -> Vec<Member> {
-        (0..n)
-            .map(|i| Member {
-                name: format!("node-{i:03}"),
-                capacity: 1,
-            })
-            .collect()
-    }
-
-    fn demands(n: usize, replicas: Replicas) -> Vec<Demand> {
-        named(n, replicas, "app")
-    }
-
-    fn named(n: usize, replicas: Replicas, prefix: &str) -> Vec<Demand> {
-        (0..n)
-            .map(|i| Demand {
-                app: format!("{prefix}-{i:04}"),
-                replicas,
-            })
-            .collect()
-    }
-
-    /// Max load over mean load.
-    fn balance(p: &Placement) -> f64 {
-        let loads = p.loads();
-        let max = loads.values().copied().max().unwrap_or(0) as f64;
-        max * loads.len() as f64 / p.len() as f64
-    }
-
-    /// Mean share moved by a join and by a leave, over `trials` of each.
-    fn movement(m: &[Member], d: &[Demand], trials: usize) -> (f64, f64) {
-        let base = Placement::compute(m, d);
-        let (mut join, mut leave) = (0.0, 0.0);
-        for t in 0..trials {
-            let mut more = m.to_vec();
-            more.push(Member {
-                name: format!("joiner-{t}"),
-                capacity: 1,
-            });
-            join += Placement::compute(&more, d).moved_from(&base);
-            let mut fewer = m.to_vec();
-            fewer.remove(t * m.len() / trials);
-            leave += Placement::compute(&fewer, d).moved_from(&base);
-        }
-        (join / trials as f64, leave / trials as f64)
-    }
-
-    fn assert_distinct(p: &Placement) {
-        for (app, nodes) in p.apps() {
-            let mut sorted = nodes.to_vec();
-            sorted.sort();
-            sorted.dedup();
-            assert_eq!(sorted.len(), nodes.len(), "{app} placed twice on a node");
-        }
-    }
-
-    #[test]
-    fn same_inputs_in_any_order_place_alike() {
-        let m = members(17);
-        let mut d = demands(300, Replicas::Count(2));
-        d[5].replicas = Replicas::All;
-        d[9].replicas = Replicas::Count(40);
-        let mut m2 = m.clone();
-        m2.reverse();
-        m2.rotate_left(5);
-        let mut d2 = d.clone();
-        d2.reverse();
-        d2.rotate_left(37);
-        let p = Placement::compute(&m, &d);
-        assert_eq!(p, Placement::compute(&m2, &d2));
-        assert_eq!(p, Placement::compute(&m, &d));
-    }
-
-    #[test]
-    fn replicas_land_on_distinct_nodes() {
-        let m = members(10);
-        for r in [2, 3, 9] {
-            let p = Placement::compute(&m, &demands(200, Replicas::Count(r)));
-            assert_distinct(&p);
-            assert!(p.apps().all(|(_, h)| h.len() == r as usize));
-        }
-    }
-
-    #[test]
-    fn all_and_more_replicas_than_members_mean_every_member() {
-        let m = members(3);
-        let mut d = demands(10, Replicas::Count(2));
-        d.push(Demand {
-            app: "everywhere".into(),
-            replicas: Replicas::All,
-        });
-        d.push(Demand {
-            app: "many".into(),
-            replicas: Replicas::Count(7),
-        });
-        let p = Placement::compute(&m, &d);
-        assert_distinct(&p);
-        assert_eq!(p.holders("everywhere").len(), 3);
-        assert_eq!(p.holders("many").len(), 3);
-        for node in ["node-000", "node-001", "node-002"] {
-            assert!(p.apps_on(node).contains(&"everywhere"));
-        }
-        assert_eq!(p.len(), 10 * 2 + 3 + 3);
-    }
-
-    #[test]
-    fn no_members_means_no_holders() {
-        let p = Placement::compute(&[], &demands(5, Replicas::All));
-        assert_eq!(p.apps().count(), 5);
-        assert!(p.holders("app-0003").is_empty());
-        assert!(p.is_empty());
-        assert_eq!(p.moved_from(&Placement::default()), 0.0);
-        assert!(Placement::compute(&members(3), &[]).is_empty());
-    }
-
-    #[test]
-    fn holders_come_most_preferred_first() {
-        let m = members(8);
-        let p = Placement::compute(&m, &demands(1, Replicas::All));
-        let app = name_hash("app-0000");
-        let scores: Vec<f64> = p
-            .holders("app-0000")
-            .iter()
-            .map(|n| score(pair_hash(app, name_hash(n)), 1))
-            .collect();
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]));
-    }
-
-    #[test]
-    fn small_meshes_stay_within_bounds() {
-        // 3 nodes, 10 apps: the bound is ceil(1.08 × 10 / 3) = 4.
-        let p = Placement::compute(&members(3), &demands(10, Replicas::Count(1)));
-        assert_eq!(p.len(), 10);
-        assert!(p.loads().values().all(|&l| l <= 4), "{:?}", p.loads());
-        // 10 nodes, 1,000 apps: the bound is 108.
-        let p = Placement::compute(&members(10), &demands(1000, Replicas::Count(1)));
-        assert!(balance(&p) <= 1.08, "max/mean {}", balance(&p));
-        let p = Placement::compute(&members(10), &demands(1000, Replicas::Count(3)));
-        assert!(balance(&p) <= 1.08, "max/mean {}", balance(&p));
-        assert_distinct(&p);
-    }
-
-    #[test]
-    fn capacity_weighs_the_share() {
-        let m: Vec<Member> = (0..10)
-            .map(|i| Member {
-                name: format!("node-{i}"),
-                capacity: if i < 5 { 1 } else { 3 },
-            })
-            .collect();
-        let p = Placement::compute(&m, &demands(2000, Replicas::Count(1)));
-        let loads = p.loads();
-        // Shares: 100 for weight 1, 300 for weight 3; bounds 108 and 324.
-        for (node, &load) in &loads {
-            let heavy = *node >= "node-5";
-            let bound = if heavy { 324 } else { 108 };
-            assert!(load <= bound && load * 10 >= bound * 8, "{node}: {load}");
-        }
-        // Zero capacity counts as one.
-        let mut zero = members(4);
-        zero[0].capacity = 0;
-        let p = Placement::compute(&zero, &demands(100, Replicas::Count(1)));
-        assert!(p.loads()["node-000"] > 0);
-    }
-
-    /// The benchmark: 100 nodes, 1,000 apps, equal capacities. Targets:
-    /// max/mean ≤ 1.15 and ≤ 1.5% moved. One replica moves 1.55% on a join
-    /// and on a leave here (1.53% over ten name sets, see the module doc),
-    /// so this holds it to 1.6%; two replicas meet the target.
-    #[test]
-    fn a_hundred_nodes_stay_balanced_and_move_little() {
-        let m = members(100);
-        let d = demands(1000, Replicas::Count(1));
-        let b = balance(&Placement::compute(&m, &d));
-        assert!(b <= 1.15, "max/mean {b}");
-        let (join, leave) = movement(&m, &d, 20);
-        assert!(join <= 0.016, "join moved {join}");
-        assert!(leave <= 0.016, "leave moved {leave}");
-    }
-
-    #[test]
-    fn two_replicas_stay_balanced_and_move_little() {
-        let m = members(100);
-        let d = demands(1000, Replicas::Count(2));
-        let p = Placement::compute(&m, &d);
-        assert_distinct(&p);
-        let b = balance(&p);
-        assert!(b <= 1.15, "max/mean {b}");
-        let (join, leave) = movement(&m, &d, 20);
-        assert!(join <= 0.015, "join moved {join}");
-        assert!(leave <= 0.015, "leave moved {leave}");
-    }
-
-    #[test]
-    fn replicas_parse_and_print() {
-        assert_eq!("1".parse(), Ok(Replicas::Count(1)));
-        assert_eq!(" 3 ".parse(), Ok(Replicas::Count(3)));
-        assert_eq!("all".parse(), Ok(Replicas::All));
-        assert_eq!("ALL".parse(), Ok(Replicas::All));
-        let zero = "0".parse::<Replicas>().unwrap_err();
-        assert_eq!(zero, ReplicasError::Zero);
-        assert!(zero.to_string().contains("at least 1"), "{zero}");
-        let bad = "x".parse::<Replicas>().unwrap_err();
-        assert!(bad.to_string().contains("`x`"), "{bad}");
-        assert!(bad.to_string().contains("`all`"), "{bad}");
-        assert!("-1".parse::<Replicas>().is_err());
-        assert_eq!(Replicas::Count(3).to_string(), "3");
-        assert_eq!(Replicas::All.to_string(), "all");
-        assert_eq!(Replicas::default(), Replicas::Count(1));
-    }
-
-    #[test]
-    fn replicas_serialise_as_a_number_or_all() {
-        let parse = serde_json::from_str::<Replicas>;
-        assert_eq!(parse("1").unwrap(), Replicas::Count(1));
-        assert_eq!(parse("\"all\"").unwrap(), Replicas::All);
-        assert_eq!(parse("\"2\"").unwrap(), Replicas::Count(2));
-        let zero = parse("0").unwrap_err().to_string();
-        assert!(zero.contains("at least 1"), "{zero}");
-        let bad = parse("\"x\"").unwrap_err().to_string();
-        assert!(bad.contains("`all`"), "{bad}");
-        assert!(parse("-1").is_err());
-        assert!(parse("1.5").is_err());
-        assert!(parse("4294967296").is_err());
-        assert_eq!(serde_json::to_string(&Replicas::Count(2)).unwrap(), "2");
-        assert_eq!(serde_json::to_string(&Replicas::All).unwrap(), "\"all\"");
-        let d: Demand = serde_json::from_str(r#"{"app":"a"}"#).unwrap();
-        assert_eq!(d.replicas, Replicas::Count(1));
-    }
-
-    #[test]
-    fn portable_ln_matches_libm() {
-        for x in [
-            1e-16,
-            0.001,
-            0.3,
-            0.5,
-            0.7,
-            0.72,
-            0.9,
-            0.999999,
-            1.0 - 1e-15,
-        ] {
-            let (ours, std) = (ln(x), f64::ln(x));
-            assert!(
-                (ours - std).abs() <= 4e-16 * std.abs().max(1e-300) + 1e-300,
-                "{x}"
-            );
-        }
-    }
-}
+mod tests;
