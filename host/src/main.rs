@@ -3,6 +3,7 @@
 mod admin;
 mod apps;
 mod cli;
+mod clock;
 mod compiler;
 mod dirs;
 mod executor;

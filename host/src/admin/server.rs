@@ -16,7 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::mesh::peer::{SEALED, TOKEN_HEADER};
+use crate::mesh::{key::Purpose, peer::TOKEN_HEADER};
 use crate::metrics::AppGauges;
 use crate::node::{ApiError, Node};
 use crate::shutdown::Shutdown;
@@ -177,7 +177,7 @@ fn peer<B>(
             ));
         }
     };
-    let sealed = node.mesh.key.seal(SEALED, &plain);
+    let sealed = node.mesh.key.seal(Purpose::PeerHttp, &plain);
     let mut response = body(StatusCode::OK, Bytes::from(sealed));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -13,7 +13,6 @@
 pub(crate) mod control;
 pub(crate) mod desired;
 pub(crate) mod forward;
-mod fragments;
 pub mod key;
 pub(crate) mod membership;
 pub(crate) mod metrics;
