@@ -1,4 +1,4 @@
-//! The wall clock, in the unit records and tokens use.
+//! The wall clock, read as whole seconds since the Unix epoch.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

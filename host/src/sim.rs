@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::unix_now;
 use crate::desired::{Desired, Record, Snapshot};
+use crate::mesh::key::SEAL_OVERHEAD;
 use crate::mesh::membership::{GossipConfig, InMemoryNetwork, Member, Members, Membership, keys};
 use crate::mesh::placement::Placement;
 use crate::mesh::transport::DATAGRAM_OVERHEAD;
@@ -26,8 +27,6 @@ use crate::mesh::{self, readiness};
 use crate::node::sync::{self, Replica, Rounds};
 use crate::spec::AppSpec;
 
-/// Bytes the seal adds to every datagram.
-const SEAL_OVERHEAD: u64 = DATAGRAM_OVERHEAD as u64;
 /// chitchat's limit on one message.
 const MTU: usize = 65_507;
 
@@ -128,7 +127,7 @@ impl Replica for SimReplica<'_> {
         let (records, bytes) = peer.answer();
         self.sim
             .peer_bytes
-            .fetch_add(bytes + SEAL_OVERHEAD, Ordering::Relaxed);
+            .fetch_add(bytes + SEAL_OVERHEAD as u64, Ordering::Relaxed);
         Ok(records.to_vec())
     }
 
@@ -406,7 +405,8 @@ async fn steady_gossip(sim: &Sim, nodes: &[Arc<SimNode>]) -> (f64, usize) {
     let (bytes_before, messages_before) = sim.network.carried();
     tokio::time::sleep(sim.config.window).await;
     let (bytes_after, messages_after) = sim.network.carried();
-    let wire = (bytes_after - bytes_before) + SEAL_OVERHEAD * (messages_after - messages_before);
+    let wire = (bytes_after - bytes_before)
+        + DATAGRAM_OVERHEAD as u64 * (messages_after - messages_before);
     let per_node = wire as f64 / nodes.len() as f64 / sim.config.window.as_secs_f64();
     let mut largest = 0;
     for node in nodes {

@@ -8,7 +8,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use super::error::ApiError;
 use super::reply::{AdminBody, body};
-use crate::mesh::peer::{SEALED, TOKEN_HEADER};
+use crate::mesh::key::Purpose;
+use crate::mesh::peer::TOKEN_HEADER;
 use crate::node::Node;
 
 /// The peer API: callers prove they hold the cluster key, and every
@@ -59,7 +60,7 @@ pub(crate) fn serve<B>(
             ));
         }
     };
-    let sealed = node.mesh.key.seal(SEALED, &plain);
+    let sealed = node.mesh.key.seal(Purpose::PeerHttp, &plain);
     let mut response = body(StatusCode::OK, Bytes::from(sealed));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

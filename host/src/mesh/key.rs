@@ -2,12 +2,11 @@
 //!
 //! Gossip datagrams and peer HTTP bodies are sealed under it with
 //! XChaCha20-Poly1305, and every peer HTTP request carries a sealed,
-//! timestamped token naming its method and path. Each use ("purpose") gets
-//! its own sub-key, so a message sealed for one purpose never opens as
+//! timestamped token naming its method and path. Each use, a [`Purpose`],
+//! gets its own sub-key, so a message sealed for one purpose never opens as
 //! another. The key never appears in logs or `Debug` output: its
 //! [`fingerprint`](ClusterKey::fingerprint) stands in for it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,13 +24,32 @@ pub const TAG_LEN: usize = 16;
 /// What sealing adds to a message: nonce and tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
-/// The purpose gossip datagrams are sealed for.
-pub const GOSSIP: &str = "gossip";
-/// The purpose peer HTTP bodies are sealed for.
-pub const PEER_HTTP: &str = "peer-http";
-/// The purpose of peer request tokens. Kept apart from [`PEER_HTTP`] so that
-/// a sealed body seen on the wire can never be replayed as a token.
-const PEER_TOKEN: &str = "peer-token";
+/// What a message is sealed for. Each purpose has its own sub-key, derived
+/// from its [`label`](Purpose::label), so nothing sealed for one opens as
+/// another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Gossip datagrams.
+    Gossip,
+    /// Peer HTTP answers.
+    PeerHttp,
+    /// Peer request tokens. Kept apart from [`PeerHttp`](Purpose::PeerHttp)
+    /// so that a sealed body seen on the wire can never be replayed as a
+    /// token.
+    PeerToken,
+}
+
+impl Purpose {
+    /// The bytes its sub-key is derived from, and the associated data of
+    /// [`seal`](ClusterKey::seal). Part of the wire format: never change one.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Purpose::Gossip => "gossip",
+            Purpose::PeerHttp => "peer-http",
+            Purpose::PeerToken => "peer-token",
+        }
+    }
+}
 
 /// How far a peer token's timestamp may be from this node's clock.
 const TOKEN_MAX_SKEW_SECS: u64 = 120;
@@ -71,9 +89,10 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "`{purpose}` message failed authentication (altered, or sealed under another cluster key); check that every member uses the same `--cluster-key-file`"
+        "`{}` message failed authentication (altered, or sealed under another cluster key); check that every member uses the same `--cluster-key-file`",
+        .purpose.label()
     )]
-    Unsealed { purpose: &'static str },
+    Unsealed { purpose: Purpose },
     #[error("peer token is malformed ({problem}); is the caller a shoal node of the same version?")]
     BadToken { problem: &'static str },
     #[error("peer token was issued for `{issued}`, not for `{expected}`")]
@@ -115,9 +134,9 @@ impl ClusterKey {
 
     fn from_bytes(bytes: [u8; 32]) -> ClusterKey {
         ClusterKey {
-            gossip: derive_cipher(&bytes, GOSSIP),
-            peer_http: derive_cipher(&bytes, PEER_HTTP),
-            peer_token: derive_cipher(&bytes, PEER_TOKEN),
+            gossip: derive_cipher(&bytes, Purpose::Gossip),
+            peer_http: derive_cipher(&bytes, Purpose::PeerHttp),
+            peer_token: derive_cipher(&bytes, Purpose::PeerToken),
             bytes,
         }
     }
@@ -189,30 +208,29 @@ impl ClusterKey {
         hex::encode(&digest[..6])
     }
 
-    fn cipher(&self, purpose: &'static str) -> Cow<'_, XChaCha20Poly1305> {
+    fn cipher(&self, purpose: Purpose) -> &XChaCha20Poly1305 {
         match purpose {
-            GOSSIP => Cow::Borrowed(&self.gossip),
-            PEER_HTTP => Cow::Borrowed(&self.peer_http),
-            PEER_TOKEN => Cow::Borrowed(&self.peer_token),
-            other => Cow::Owned(derive_cipher(&self.bytes, other)),
+            Purpose::Gossip => &self.gossip,
+            Purpose::PeerHttp => &self.peer_http,
+            Purpose::PeerToken => &self.peer_token,
         }
     }
 
     /// Seals `plaintext` for `purpose`: a random 24-byte nonce, then the
     /// XChaCha20-Poly1305 ciphertext and tag under the purpose's sub-key,
-    /// with the purpose also bound in as associated data.
-    pub fn seal(&self, purpose: &'static str, plaintext: &[u8]) -> Vec<u8> {
-        self.seal_with_aad(purpose, purpose.as_bytes(), plaintext)
+    /// with the purpose's label also bound in as associated data.
+    pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_with_aad(purpose, purpose.label().as_bytes(), plaintext)
     }
 
     /// Opens what [`seal`](ClusterKey::seal) made for the same purpose.
-    pub fn open(&self, purpose: &'static str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.open_with_aad(purpose, purpose.as_bytes(), sealed)
+    pub fn open(&self, purpose: Purpose, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.open_with_aad(purpose, purpose.label().as_bytes(), sealed)
     }
 
     /// [`seal`](ClusterKey::seal) with caller-chosen associated data, e.g. a
     /// wire format's version tag, so that it is authenticated too.
-    pub fn seal_with_aad(&self, purpose: &'static str, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_with_aad(&self, purpose: Purpose, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let ciphertext = self
@@ -236,7 +254,7 @@ impl ClusterKey {
     /// same purpose and associated data.
     pub fn open_with_aad(
         &self,
-        purpose: &'static str,
+        purpose: Purpose,
         aad: &[u8],
         sealed: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
@@ -262,7 +280,8 @@ impl ClusterKey {
     }
 
     fn peer_token_at(&self, method: &str, path: &str, now: u64) -> String {
-        hex::encode(self.seal(PEER_TOKEN, format!("{now} {method} {path}").as_bytes()))
+        let text = format!("{now} {method} {path}");
+        hex::encode(self.seal(Purpose::PeerToken, text.as_bytes()))
     }
 
     /// Accepts a token made by [`peer_token`](ClusterKey::peer_token) under
@@ -281,7 +300,7 @@ impl ClusterKey {
     ) -> Result<(), KeyError> {
         let sealed =
             hex::decode(token.trim()).map_err(|_| KeyError::BadToken { problem: "not hex" })?;
-        let opened = self.open(PEER_TOKEN, &sealed)?;
+        let opened = self.open(Purpose::PeerToken, &sealed)?;
         let text = std::str::from_utf8(&opened).map_err(|_| KeyError::BadToken {
             problem: "not UTF-8",
         })?;
@@ -313,17 +332,17 @@ impl ClusterKey {
     }
 }
 
-/// The sub-key for `purpose` is `sha256(key || 0x00 || purpose)`. The key is
+/// The sub-key for `purpose` is `sha256(key || 0x00 || label)`. The key is
 /// 32 uniformly random secret bytes and every input has that fixed-length
 /// prefix, so the hash acts as a PRF keyed by the cluster key (the role HKDF
 /// plays, without another dependency); the zero byte and fixed key length make
 /// the input unambiguous, so distinct purposes give independent sub-keys.
 /// Length extension does not apply: sub-keys are never revealed.
-fn derive_cipher(key: &[u8; 32], purpose: &str) -> XChaCha20Poly1305 {
+fn derive_cipher(key: &[u8; 32], purpose: Purpose) -> XChaCha20Poly1305 {
     let subkey = Sha256::new()
         .chain_update(key)
         .chain_update([0u8])
-        .chain_update(purpose.as_bytes())
+        .chain_update(purpose.label().as_bytes())
         .finalize();
     XChaCha20Poly1305::new(&subkey)
 }
@@ -355,7 +374,10 @@ fn fill_random(buf: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::Purpose::{Gossip, PeerHttp, PeerToken};
     use super::*;
+
+    const PURPOSES: [Purpose; 3] = [Gossip, PeerHttp, PeerToken];
 
     #[test]
     fn hex_round_trips_and_whitespace_is_trimmed() {
@@ -443,44 +465,72 @@ mod tests {
     #[test]
     fn sealed_messages_open_with_the_same_key_and_purpose_only() {
         let key = ClusterKey::generate();
-        for purpose in [GOSSIP, PEER_HTTP, "other"] {
+        for purpose in PURPOSES {
             let sealed = key.seal(purpose, b"hello mesh");
             assert_eq!(sealed.len(), b"hello mesh".len() + SEAL_OVERHEAD);
             assert_eq!(key.open(purpose, &sealed).unwrap(), b"hello mesh");
             // A clone (and a key parsed from the same hex) opens it too.
             let same = ClusterKey::from_hex(&key.to_hex()).unwrap();
             assert_eq!(same.clone().open(purpose, &sealed).unwrap(), b"hello mesh");
+            for other in PURPOSES.into_iter().filter(|&other| other != purpose) {
+                assert!(
+                    key.open(other, &sealed).is_err(),
+                    "{purpose:?} as {other:?}"
+                );
+            }
         }
-        let sealed = key.seal(GOSSIP, b"hello mesh");
-        assert!(key.open(PEER_HTTP, &sealed).is_err());
-        let error = ClusterKey::generate().open(GOSSIP, &sealed).unwrap_err();
+        let sealed = key.seal(Gossip, b"hello mesh");
+        let error = ClusterKey::generate().open(Gossip, &sealed).unwrap_err();
         assert!(
-            matches!(error, KeyError::Unsealed { purpose: GOSSIP }),
+            matches!(error, KeyError::Unsealed { purpose: Gossip }),
             "{error}"
         );
+        assert!(error.to_string().starts_with("`gossip` message"), "{error}");
         assert!(error.to_string().contains("--cluster-key-file"), "{error}");
         // Fresh nonces: the same message seals differently each time.
-        assert_ne!(key.seal(GOSSIP, b"hello mesh"), sealed);
-        assert!(key.open(GOSSIP, &sealed[..SEAL_OVERHEAD - 1]).is_err());
-        assert_eq!(key.open(GOSSIP, &key.seal(GOSSIP, b"")).unwrap(), b"");
+        assert_ne!(key.seal(Gossip, b"hello mesh"), sealed);
+        assert!(key.open(Gossip, &sealed[..SEAL_OVERHEAD - 1]).is_err());
+        assert_eq!(key.open(Gossip, &key.seal(Gossip, b"")).unwrap(), b"");
+    }
+
+    /// Sealed once under a fixed key with the string labels: sub-keys and
+    /// associated data are part of the wire format, so these always open.
+    #[test]
+    fn sealed_messages_match_fixed_vectors() {
+        let key = ClusterKey::from_hex(&"5a".repeat(32)).unwrap();
+        let [gossip, peer_http, peer_token, datagram] = [
+            "31a905a7b47f52f14dd5e1154b0d61058caa2f433b6a83ff88c090a2afac4c7f47d5929a50f16d4f043f4dfda45221d6e725848217acb90e4b",
+            "37344f8233adc522910d9d4dab9fa715c7c6c80bf3492f26196e4f802b40671dd39eb36be13545f9301b7ac4f548029e63a52ac847128a7527",
+            "e03d188ac5079d7767edeb701dcace69e70cacda898937d62abc0b61de639ec7536b0fc188b4598d7cbb9eea16d07bd732d5896284aed66225",
+            "b6f31fbdf80dace377a3c424c9afe926febf0608ed27b58aa35fbfe34c48d94250e8a2b70511b7c01b970bc77ad7b37200cfdc3c80a2e8e695",
+        ]
+        .map(|sealed| hex::decode(sealed).unwrap());
+        let plain = b"shoal wire vector".to_vec();
+        assert_eq!(key.open(Gossip, &gossip).unwrap(), plain);
+        assert_eq!(key.open(PeerHttp, &peer_http).unwrap(), plain);
+        assert_eq!(key.open(PeerToken, &peer_token).unwrap(), plain);
+        let opened = key.open_with_aad(Gossip, b"SHG1", &datagram).unwrap();
+        assert_eq!(opened, plain);
+        let labels = PURPOSES.map(Purpose::label);
+        assert_eq!(labels, ["gossip", "peer-http", "peer-token"]);
     }
 
     #[test]
     fn any_altered_byte_fails_to_open() {
         let key = ClusterKey::generate();
-        let sealed = key.seal(GOSSIP, b"state");
+        let sealed = key.seal(Gossip, b"state");
         for index in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[index] ^= 0x01;
-            assert!(key.open(GOSSIP, &tampered).is_err(), "byte {index}");
+            assert!(key.open(Gossip, &tampered).is_err(), "byte {index}");
         }
-        let sealed = key.seal_with_aad(GOSSIP, b"SHG1", b"state");
+        let sealed = key.seal_with_aad(Gossip, b"SHG1", b"state");
         assert_eq!(
-            key.open_with_aad(GOSSIP, b"SHG1", &sealed).unwrap(),
+            key.open_with_aad(Gossip, b"SHG1", &sealed).unwrap(),
             b"state"
         );
-        assert!(key.open_with_aad(GOSSIP, b"SHG2", &sealed).is_err());
-        assert!(key.open(GOSSIP, &sealed).is_err());
+        assert!(key.open_with_aad(Gossip, b"SHG2", &sealed).is_err());
+        assert!(key.open(Gossip, &sealed).is_err());
     }
 
     #[test]
@@ -503,8 +553,7 @@ mod tests {
         assert!(matches!(error, KeyError::Unsealed { .. }), "{error}");
 
         // A sealed peer HTTP body is not a token, even with a token's text.
-        let body =
-            hex::encode(key.seal(PEER_HTTP, format!("{} GET {path}", unix_now()).as_bytes()));
+        let body = hex::encode(key.seal(PeerHttp, format!("{} GET {path}", unix_now()).as_bytes()));
         assert!(key.verify_peer_token(&body, "GET", path).is_err());
 
         for bad in ["", "zz", "00ff"] {
@@ -534,7 +583,7 @@ mod tests {
     fn malformed_token_text_is_refused() {
         let key = ClusterKey::generate();
         for text in ["", "soon GET /", "1700000000", "1700000000 GET"] {
-            let token = hex::encode(key.seal(PEER_TOKEN, text.as_bytes()));
+            let token = hex::encode(key.seal(PeerToken, text.as_bytes()));
             let error = key
                 .verify_peer_token_at(&token, "GET", "/", 1_700_000_000)
                 .unwrap_err();

@@ -13,7 +13,6 @@
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
 pub(crate) mod forward;
-mod fragments;
 pub mod key;
 pub(crate) mod membership;
 pub(crate) mod metrics;

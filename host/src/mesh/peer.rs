@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::key::ClusterKey;
+use super::key::{ClusterKey, Purpose};
 use crate::desired::Record;
 
 /// The header that authenticates a peer request.
 pub(crate) const TOKEN_HEADER: &str = "x-shoal-peer";
-/// Purpose under which peer answers are sealed.
-pub(crate) const SEALED: &str = "peer-http";
 /// Largest answer read (a component of the largest upload, sealed).
 const MAX_ANSWER: u64 = 2 << 30;
 
@@ -61,7 +59,7 @@ impl PeerClient {
                 "peer {peer} answered GET {path} with {status}: {}",
                 String::from_utf8_lossy(&body)
             );
-            let opened = client.key.open(SEALED, &body).with_context(|| {
+            let opened = client.key.open(Purpose::PeerHttp, &body).with_context(|| {
                 format!("the answer of peer {peer} is not sealed with this mesh's cluster key")
             })?;
             Ok(Some(opened))

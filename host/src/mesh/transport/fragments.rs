@@ -1,9 +1,21 @@
-//! The gossip wire format's fragments: chitchat can build a message that
-//! fills a whole UDP datagram, and the seal adds 50 bytes, so a message too
-//! big for one sealed datagram is split in two and reassembled on arrival
-//! (see `transport` for why dropping it is no fix). Each datagram:
-//! `SHG1` | nonce | sealed(message id u32 LE | fragment index u8 |
-//! fragment count u8 | chunk).
+//! The gossip wire format: a chitchat message sealed into datagrams, and
+//! their reassembly. Each datagram: `SHG1` | nonce | sealed(message id u32
+//! LE | fragment index u8 | fragment count u8 | chunk).
+//!
+//! chitchat bounds messages by `MAX_UDP_DATAGRAM_PAYLOAD_SIZE` (65,507
+//! bytes) with no slack at all: a SynAck's delta gets
+//! `delta_mtu(digest_len) = 65_507 - 4 (header) - digest_len` bytes and an
+//! Ack's `65_507 - 4`, the delta serializer admits entries while an upper
+//! bound of its size is `<= mtu`, and chitchat's own test
+//! `test_delta_mtu_matches_serialization` pins that accounting as exact. So
+//! a message can be exactly 65,507 bytes (it takes incompressible values:
+//! the bound counts blocks before zstd), and a Syn (the full digest and the
+//! cluster id) is not bounded at all. Sealed, such a message would pass the
+//! UDP limit. Dropping it is no fix: the delta is a deterministic function
+//! of the two states, so the same oversized reply would be rebuilt every
+//! round and that peer would never catch up. Messages over [`MAX_CHUNK`]
+//! (65,457 bytes) are therefore sent as two datagrams and reassembled on
+//! receipt; fragments are authenticated before any memory is spent on them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::key::{ClusterKey, GOSSIP, SEAL_OVERHEAD};
+use crate::mesh::key::{ClusterKey, Purpose, SEAL_OVERHEAD};
 
 /// Magic and version of the wire format; also the associated data.
 pub(super) const WIRE_TAG: &[u8; 4] = b"SHG1";
@@ -19,9 +31,11 @@ pub(super) const WIRE_TAG: &[u8; 4] = b"SHG1";
 pub(super) const MAX_DATAGRAM: usize = 65_507;
 /// Message id (u32), fragment index (u8), fragment count (u8).
 pub(super) const FRAGMENT_HEADER_LEN: usize = 6;
+/// What the wire adds to each chunk of a message: the tag, the seal (nonce
+/// and Poly1305 tag) and the fragment header, 50 bytes a datagram.
+pub(crate) const DATAGRAM_OVERHEAD: usize = WIRE_TAG.len() + SEAL_OVERHEAD + FRAGMENT_HEADER_LEN;
 /// The most of a chitchat message one datagram carries: 65,457 bytes.
-pub(super) const MAX_CHUNK: usize =
-    MAX_DATAGRAM - WIRE_TAG.len() - SEAL_OVERHEAD - FRAGMENT_HEADER_LEN;
+pub(super) const MAX_CHUNK: usize = MAX_DATAGRAM - DATAGRAM_OVERHEAD;
 /// chitchat messages need at most two; more is refused as malformed.
 pub(super) const MAX_FRAGMENTS: usize = 4;
 /// Messages being reassembled at once; the oldest goes first.
@@ -43,7 +57,7 @@ pub(super) fn seal_datagrams(key: &ClusterKey, id: u32, message: &[u8]) -> Vec<V
         plaintext.push(index as u8);
         plaintext.push(count as u8);
         plaintext.extend_from_slice(chunk);
-        let sealed = key.seal_with_aad(GOSSIP, WIRE_TAG, &plaintext);
+        let sealed = key.seal_with_aad(Purpose::Gossip, WIRE_TAG, &plaintext);
         let mut datagram = Vec::with_capacity(WIRE_TAG.len() + sealed.len());
         datagram.extend_from_slice(WIRE_TAG);
         datagram.extend_from_slice(&sealed);
@@ -222,6 +236,16 @@ mod tests {
         assert_eq!(rest.len(), MAX_PARTIAL_MESSAGES - 1);
         assert!(rest.iter().all(|&lost| lost == (from, 1)));
         assert!(reassembly.partial.is_empty());
+    }
+
+    #[test]
+    fn a_datagram_adds_fifty_bytes_to_its_chunk() {
+        assert_eq!(DATAGRAM_OVERHEAD, 50);
+        assert_eq!(MAX_CHUNK, 65_457);
+        let key = ClusterKey::generate();
+        let datagrams = seal_datagrams(&key, 7, &[1; 1000]);
+        assert_eq!(datagrams.len(), 1);
+        assert_eq!(datagrams[0].len(), 1000 + DATAGRAM_OVERHEAD);
     }
 
     #[test]

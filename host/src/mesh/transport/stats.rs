@@ -1,0 +1,19 @@
+//! The gossip traffic counters.
+
+use std::sync::atomic::AtomicU64;
+
+/// Gossip traffic counters, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Datagrams handed to the OS.
+    pub sent_packets: AtomicU64,
+    /// Their wire bytes.
+    pub sent_bytes: AtomicU64,
+    /// Datagrams read from the gossip socket, accepted or not.
+    pub received_packets: AtomicU64,
+    /// Their wire bytes.
+    pub received_bytes: AtomicU64,
+    /// Received datagrams refused: not ours, failed authentication,
+    /// malformed, undecodable, repeated, or left incomplete in reassembly.
+    pub dropped_packets: AtomicU64,
+}
