@@ -1,14 +1,19 @@
 //! Validating, compiling and pre-instantiating a component: the work done
-//! once per component, never per request.
+//! once per component, never per request. What the bytes are is checked
+//! first (`check_header`), and which engine takes them is read from what
+//! they declare; compiled code comes from the cache, a `Precompiler` or
+//! this process. [`precompile`], what a precompiler runs in its own
+//! process, is here too, beside the check it starts with.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::handler::ProxyPre;
 
-use crate::engine::{EngineFlavor, Runtime, Sandbox};
+use crate::engine::{EngineFlavor, Runtime, RuntimeConfig, Sandbox, engine_config};
 use crate::error::LoadError;
 use crate::instance::StoreData;
 
@@ -45,9 +50,10 @@ pub struct Compiled {
 /// A pre-instantiated component, on the engine it was compiled for.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    /// A WASIp2 component on the plain engine, served by `plain.rs`.
+    /// A WASIp2 component on the plain engine, served by `driver/plain.rs`.
     Plain(Arc<wasmtime_wasi_http::p2::bindings::ProxyPre<StoreData>>),
-    /// A component on the concurrent engine, served by `concurrent.rs`.
+    /// A component on the concurrent engine, served by
+    /// `driver/concurrent.rs`.
     Concurrent(Arc<ProxyPre<StoreData>>),
 }
 
@@ -85,6 +91,22 @@ impl Compiled {
 /// The hex sha256 of `bytes`, the identity of a component everywhere in Shoal.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Validates and compiles a component into the serialized code an engine
+/// of `flavor` built from `config` loads: what a
+/// [`Precompiler`](crate::engine::Precompiler) runs in its own process.
+pub fn precompile(
+    config: &RuntimeConfig,
+    flavor: EngineFlavor,
+    bytes: &[u8],
+) -> Result<Vec<u8>, LoadError> {
+    check_header(bytes)?;
+    let engine = Engine::new(&engine_config(config, flavor))
+        .map_err(|e| LoadError::Compiler(format!("{e:#}")))?;
+    engine
+        .precompile_component(bytes)
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 
 /// Says what kind of wasm `bytes` are, before anything is compiled.
@@ -342,7 +364,7 @@ fn load_code(sandbox: &Sandbox, sha256: &str, code: &[u8]) -> Result<Component, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Precompiler, RuntimeConfig, precompile};
+    use crate::engine::Precompiler;
 
     /// The smallest valid component: a header and nothing else.
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";

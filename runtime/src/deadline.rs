@@ -3,13 +3,13 @@
 //!
 //! Why not `tokio::time`: a tokio runtime keeps all its timers in one wheel
 //! behind one mutex, and creating, resetting or dropping any timer takes
-//! it. Every request armed four (the response deadline, the instantiation
-//! deadline, the worker's expiration and the guest's deadline), so the
-//! worker threads fought over that lock on every request: perf showed ~2
-//! `futex` calls and one eventfd `write` per request, each a cross-core
-//! wake-up. Here a deadline is registered in a shard that only its own
-//! thread and the ticker lock, and nothing is registered for a deadline
-//! polled once and dropped. Deadlines fire within one epoch tick (10 ms) of
+//! it. A request arms up to four deadlines (the response deadline, the
+//! instantiation deadline, the worker's expiration and the guest's
+//! deadline), so with tokio's timers the worker threads would contend for
+//! that lock on every request, each contention a cross-core wake-up
+//! (`futex`, an eventfd `write`). Here a deadline is registered in a shard
+//! that only its own thread and the ticker lock, and nothing is registered
+//! for a deadline polled once and dropped. Deadlines fire within one epoch tick (10 ms) of
 //! their instant: plenty for request deadlines counted in seconds.
 
 use std::pin::Pin;

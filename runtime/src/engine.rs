@@ -1,7 +1,8 @@
-//! The engines configured for serving (one without component-model
-//! concurrency for WASIp2, one with it for WASIp3), the linkers with every
-//! WASI import, and the epoch ticker that drives deadlines and fair
-//! scheduling.
+//! The runtime's settings (`RuntimeConfig`, with the `Precompiler` that may
+//! compile elsewhere), the engines configured for serving (one without
+//! component-model concurrency for WASIp2, one with it for WASIp3), the
+//! linkers with every WASI import, and the epoch ticker that drives
+//! deadlines and fair scheduling.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,9 +41,8 @@ pub struct RuntimeConfig {
 ///
 /// Component-model concurrency (what WASIp3 needs) costs every host call
 /// and every instantiation bookkeeping of its own, even for components that
-/// never use it: a WASIp2 hello world ran ~20% fewer instructions per
-/// request on an engine without it. So WASIp2 components run on a plain
-/// engine, and only components that need concurrency on the other.
+/// never use it. So WASIp2 components run on a plain engine, and only
+/// components that need concurrency on the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EngineFlavor {
     /// No component-model concurrency: WASIp2 components, served by the
@@ -64,29 +64,14 @@ impl EngineFlavor {
     }
 }
 
-/// Compiles component bytes somewhere else, into what [`precompile`] returns
-/// for the same [`RuntimeConfig`] and flavor.
+/// Compiles component bytes somewhere else, into what
+/// `shoal_runtime::precompile` returns for the same [`RuntimeConfig`] and
+/// flavor.
 pub trait Precompiler: std::fmt::Debug + Send + Sync + 'static {
     /// The serialized code of `bytes` for an engine of `flavor`.
     /// [`LoadError::Invalid`] when the component does not validate or
     /// compile; any other error is the precompiler's own failure.
     fn precompile(&self, bytes: &[u8], flavor: EngineFlavor) -> Result<Vec<u8>, LoadError>;
-}
-
-/// Validates and compiles a component into the serialized code an engine
-/// of `flavor` built from `config` loads: what a [`Precompiler`] runs in its
-/// own process.
-pub fn precompile(
-    config: &RuntimeConfig,
-    flavor: EngineFlavor,
-    bytes: &[u8],
-) -> Result<Vec<u8>, LoadError> {
-    crate::component::check_header(bytes)?;
-    let engine = Engine::new(&engine_config(config, flavor))
-        .map_err(|e| LoadError::Compiler(format!("{e:#}")))?;
-    engine
-        .precompile_component(bytes)
-        .map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 
 impl Default for RuntimeConfig {
@@ -207,7 +192,8 @@ impl Runtime {
     }
 }
 
-fn engine_config(rc: &RuntimeConfig, flavor: EngineFlavor) -> Config {
+/// The wasmtime configuration of an engine of `flavor` built from `rc`.
+pub(crate) fn engine_config(rc: &RuntimeConfig, flavor: EngineFlavor) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     let instances = rc.max_instances.max(1);
     let memory = usize::try_from(rc.max_memory_per_instance).unwrap_or(usize::MAX);
@@ -231,9 +217,8 @@ fn engine_config(rc: &RuntimeConfig, flavor: EngineFlavor) -> Config {
         .max_memory_size(memory);
     // Reset a used slot by rewriting the pages the guest dirtied (found with
     // the PAGEMAP_SCAN ioctl where the kernel has it, Linux 6.7+) instead of
-    // `madvise`, whose TLB shootdowns took a third of the host's cycles
-    // (perf) and held `shoal run` on hello world to 15k req/s; with this,
-    // 59k on the same 2 cores (see bench/RESULTS.md).
+    // `madvise`, whose TLB shootdowns interrupt every core at every reset
+    // (see bench/RESULTS.md).
     pool.linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
@@ -253,9 +238,7 @@ fn engine_config(rc: &RuntimeConfig, flavor: EngineFlavor) -> Config {
         // Since bounds checks are explicit anyway, nothing relies on guard
         // pages or on signals: without them, a slot whose guest grew its
         // memory is reused without two `mprotect` calls per request and the
-        // TLB shootdowns they cost on every core. A guest answering 64 KiB
-        // went from 8.6k to 12.5k req/s (bench/run.sh mix, 8 connections),
-        // hello from 52k to 54k.
+        // TLB shootdowns they cost on every core.
         .memory_guard_size(0)
         .signals_based_traps(false)
         .memory_may_move(false)

@@ -17,33 +17,25 @@
 //! [`Linker`]: wasmtime::component::Linker
 
 mod app;
+mod body;
 mod cache;
 mod component;
-mod concurrent;
 mod deadline;
+mod driver;
 mod engine;
 mod error;
 mod guest_log;
 mod instance;
 mod limits;
-mod plain;
 mod policy;
 mod scheduler;
 
 pub use app::{App, AppConfig, AppStats};
+pub use body::{Body, BodyError};
 pub use cache::CompileCache;
-pub use component::{Compiled, HandlerKind, sha256_hex};
-pub use engine::{EngineFlavor, Precompiler, Runtime, RuntimeConfig, precompile};
+pub use component::{Compiled, HandlerKind, precompile, sha256_hex};
+pub use engine::{EngineFlavor, Precompiler, Runtime, RuntimeConfig};
 pub use error::{LoadError, RequestError, RuntimeError};
 pub use guest_log::{GuestStream, LogSink, TracingSink};
 pub use limits::Limits;
 pub use policy::{OutboundRule, Policy};
-
-/// The body type of requests and responses that cross the runtime boundary.
-///
-/// It is `wasmtime-wasi-http`'s boxed body so a guest's streaming body is
-/// handed to the host without copying or buffering.
-pub type Body = wasmtime_wasi_http::WasiBody;
-
-/// The error type of [`Body`] streams.
-pub type BodyError = wasmtime_wasi_http::Error;

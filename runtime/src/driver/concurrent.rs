@@ -17,8 +17,8 @@ use wasmtime_wasi_http::handler::{
     ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-use crate::Body;
-use crate::app::{DEADLINE_GRACE, Ended, OUTCOME_WAIT, Shared};
+use super::shared::{DEADLINE_GRACE, Ended, OUTCOME_WAIT, Shared};
+use crate::body::Body;
 use crate::deadline::{Deadline, within};
 use crate::error::RequestError;
 use crate::instance::StoreData;
