@@ -1,11 +1,11 @@
-//! Bodies: the incoming request body, read as it arrives, and the response
-//! body, given whole or written as a stream.
+//! The incoming body (of the request, or of the response to an outbound
+//! request), read as it arrives or all at once.
 
 use std::io;
 
-use wasip2::http::types::{IncomingBody, IncomingRequest, IncomingResponse, OutgoingBody};
+use wasip2::http::types::{IncomingBody, IncomingRequest, IncomingResponse};
 use wasip2::io::poll::Pollable;
-use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+use wasip2::io::streams::{InputStream, StreamError};
 
 use crate::error::{Error, Result};
 use crate::executor::Wait;
@@ -13,11 +13,8 @@ use crate::executor::Wait;
 /// Bytes read from the network at most per chunk.
 const CHUNK: u64 = 64 * 1024;
 
-/// Bytes written to the network at most per call.
-const WRITE: usize = 4096;
-
-/// An incoming body (of a request, or of a response to [`crate::fetch`]).
-/// Read it in chunks as it arrives, or all at once.
+/// An incoming body (of the request, or of the response to an outbound
+/// request). Read it in chunks as it arrives, or all at once.
 #[derive(Default)]
 pub struct Body {
     /// Where the bytes come from; `None` for an empty or finished body. A
@@ -221,118 +218,5 @@ impl io::Read for Body {
         buf[..n].copy_from_slice(&rest[..n]);
         self.taken += n;
         Ok(n)
-    }
-}
-
-/// Writes a response body as it is produced; also [`std::io::Write`].
-pub struct BodyWriter {
-    stream: OutputStream,
-}
-
-impl BodyWriter {
-    pub(crate) fn from_stream(stream: OutputStream) -> BodyWriter {
-        BodyWriter { stream }
-    }
-
-    /// Sends `bytes`, blocking while the client is slower than the guest.
-    pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(WRITE);
-            self.stream
-                .blocking_write_and_flush(&bytes[..n])
-                .map_err(|_| Error::internal("the client went away"))?;
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-}
-
-impl io::Write for BodyWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        BodyWriter::write(self, buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.message().to_string()))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes a streamed response body; see [`crate::stream`].
-pub type Producer = Box<dyn FnOnce(&mut BodyWriter) -> Result<()>>;
-
-/// The body of a [`crate::Response`].
-#[derive(Default)]
-pub enum ResponseBody {
-    /// No bytes.
-    #[default]
-    Empty,
-    /// These bytes.
-    Bytes(Vec<u8>),
-    /// These bytes, which live as long as the program (a literal): nothing
-    /// is copied, and a handler answering one allocates nothing.
-    Static(&'static [u8]),
-    /// Written by this function after the status and headers are sent.
-    Stream(Producer),
-}
-
-impl ResponseBody {
-    /// The bytes of a body given whole (`None` for a stream).
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            ResponseBody::Empty => Some(&[]),
-            ResponseBody::Bytes(bytes) => Some(bytes),
-            ResponseBody::Static(bytes) => Some(bytes),
-            ResponseBody::Stream(_) => None,
-        }
-    }
-
-    /// Writes the body into `body` and finishes it.
-    pub(crate) fn send(self, body: OutgoingBody) -> Result<()> {
-        let stream = body
-            .write()
-            .map_err(|_| Error::internal("the response body was already taken"))?;
-        let mut writer = BodyWriter { stream };
-        let result = match self {
-            ResponseBody::Empty => Ok(()),
-            ResponseBody::Bytes(bytes) => writer.write(&bytes),
-            ResponseBody::Static(bytes) => writer.write(bytes),
-            ResponseBody::Stream(produce) => produce(&mut writer),
-        };
-        drop(writer);
-        OutgoingBody::finish(body, None)
-            .map_err(|_| Error::internal("finishing the response body failed"))?;
-        result
-    }
-}
-
-impl From<Vec<u8>> for ResponseBody {
-    fn from(bytes: Vec<u8>) -> Self {
-        ResponseBody::Bytes(bytes)
-    }
-}
-
-impl From<String> for ResponseBody {
-    fn from(text: String) -> Self {
-        ResponseBody::Bytes(text.into_bytes())
-    }
-}
-
-impl From<&'static str> for ResponseBody {
-    fn from(text: &'static str) -> Self {
-        ResponseBody::Static(text.as_bytes())
-    }
-}
-
-impl From<&'static [u8]> for ResponseBody {
-    fn from(bytes: &'static [u8]) -> Self {
-        ResponseBody::Static(bytes)
-    }
-}
-
-impl From<()> for ResponseBody {
-    fn from(_: ()) -> Self {
-        ResponseBody::Empty
     }
 }

@@ -1,10 +1,9 @@
-//! Errors a handler returns, each carrying the HTTP status it answers with.
+//! Errors a handler returns, each carrying the HTTP status it answers with,
+//! and the error of an outbound request, which converts into one.
 
 use std::fmt;
 
 use http::StatusCode;
-
-use crate::fetch::FetchError;
 
 /// A handler error: a status and a short message sent as a plain-text body.
 ///
@@ -102,6 +101,35 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> Error {
     eprintln!("shoal-sdk: answering 500 because of: {error}");
     Error::internal("internal server error")
 }
+
+/// Why an outbound request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The host's policy does not allow this destination.
+    Denied {
+        /// The `host:port` asked for.
+        authority: String,
+    },
+    /// The request could not be built (bad URI, header or method).
+    Invalid(String),
+    /// The request was sent but failed (connection refused, DNS, timeout, ...).
+    Failed(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Denied { authority } => write!(
+                f,
+                "outbound request to {authority} denied by the host; grant it with `--allow-outbound {authority}`"
+            ),
+            FetchError::Invalid(why) => write!(f, "invalid outbound request: {why}"),
+            FetchError::Failed(why) => write!(f, "outbound request failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
 
 #[cfg(test)]
 mod tests {

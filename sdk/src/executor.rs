@@ -67,7 +67,7 @@ impl Drop for Wait {
 }
 
 /// Waits for `duration` without holding up the handler's other futures
-/// (e.g. a timeout raced against [`crate::fetch_async`]).
+/// (e.g. a timeout raced against an outbound request, `fetch_async`).
 pub async fn sleep(duration: Duration) {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     Wait::new(wasip2::clocks::monotonic_clock::subscribe_duration(nanos)).await

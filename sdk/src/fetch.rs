@@ -1,44 +1,15 @@
 //! Outbound HTTP through `wasi:http/outgoing-handler`: the host decides
 //! where a component may go (`shoal run --allow-outbound HOST`).
 
-use std::fmt;
-
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
 
-use crate::body::{Body, BodyWriter};
+use crate::body::Body;
+use crate::error::FetchError;
 use crate::executor::Wait;
-
-/// Why an outbound request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchError {
-    /// The host's policy does not allow this destination.
-    Denied {
-        /// The `host:port` asked for.
-        authority: String,
-    },
-    /// The request could not be built (bad URI, header or method).
-    Invalid(String),
-    /// The request was sent but failed (connection refused, DNS, timeout, ...).
-    Failed(String),
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Denied { authority } => write!(
-                f,
-                "outbound request to {authority} denied by the host; grant it with `--allow-outbound {authority}`"
-            ),
-            FetchError::Invalid(why) => write!(f, "invalid outbound request: {why}"),
-            FetchError::Failed(why) => write!(f, "outbound request failed: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for FetchError {}
+use crate::writer::BodyWriter;
 
 /// Sends `request` (its URI absolute, e.g. `http://api.example.com/x`)
 /// through `wasi:http/outgoing-handler` and waits for the response head;

@@ -36,25 +36,23 @@ mod request;
 mod response;
 mod router;
 mod serve;
+mod writer;
 
 /// The [`http`](https://docs.rs/http) crate the request and response types come from.
 pub use ::http as http_types;
 pub use ::http::{HeaderValue, Method, StatusCode, header};
-pub use body::{Body, BodyWriter, Producer, ResponseBody};
-pub use error::{Error, Result};
+pub use body::Body;
+pub use error::{Error, FetchError, Result};
 pub use executor::sleep;
-pub use fetch::{FetchError, fetch, fetch_async};
+pub use fetch::{fetch, fetch_async};
 pub use query::{Params, RequestExt};
+pub use request::Request;
 #[cfg(feature = "json")]
 pub use response::json;
-pub use response::{IntoResponse, empty, stream, text};
+pub use response::{IntoResponse, Producer, Response, ResponseBody, empty, stream, text};
 pub use router::Router;
 pub use shoal_sdk_macro::http;
-
-pub use request::Request;
-
-/// A response: an [`http::Response`] whose body is bytes or a stream.
-pub type Response = http::Response<ResponseBody>;
+pub use writer::BodyWriter;
 
 /// The value of environment variable `key`, as granted by the host
 /// (`shoal run --env KEY=VALUE`, `shoal deploy --env KEY=VALUE`,

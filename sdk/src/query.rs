@@ -1,8 +1,10 @@
-//! Query parameters and the path parameters a [`crate::Router`] matched.
+//! Query parameters, and the path parameters a `Router` matched.
 
 use std::collections::HashMap;
 
-/// Path parameters (`/users/:id`) matched by a [`crate::Router`]; kept in
+use crate::request::Request;
+
+/// Path parameters (`/users/:id`) matched by a `Router`; kept in
 /// the request's extensions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(pub(crate) HashMap<String, String>);
@@ -14,14 +16,14 @@ impl Params {
     }
 }
 
-/// Parameter accessors on [`crate::Request`] (and on [`http::Request`]).
+/// Parameter accessors on [`Request`] (and on [`http::Request`]).
 pub trait RequestExt {
     /// The first value of query parameter `name`, percent-decoded.
     fn query_param(&self, name: &str) -> Option<String>;
     /// Every query parameter in order, percent-decoded (`?a=1&a=2&b` gives
     /// `a=1`, `a=2`, `b=`).
     fn query_params(&self) -> Vec<(String, String)>;
-    /// Path parameter `:name` of the route that matched (see [`crate::Router`]).
+    /// Path parameter `:name` of the route that matched (see `Router`).
     fn param(&self, name: &str) -> Option<&str>;
 }
 
@@ -35,7 +37,7 @@ mod sealed {
 
 use sealed::Head;
 
-impl Head for crate::Request {
+impl Head for Request {
     fn uri(&self) -> &http::Uri {
         self.uri()
     }

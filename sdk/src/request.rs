@@ -79,7 +79,7 @@ impl Request {
     }
 
     /// Values attached to the request, such as the path parameters a
-    /// [`crate::Router`] matched.
+    /// `Router` matched.
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
     }

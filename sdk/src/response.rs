@@ -1,10 +1,73 @@
-//! Building responses, and what a handler may return.
+//! A response: its body (given whole or written as a stream), the helpers
+//! that build one, and what a handler may return.
 
 use http::{HeaderValue, StatusCode, header};
 
-use crate::Response;
-use crate::body::{BodyWriter, ResponseBody};
 use crate::error::{Error, Result};
+use crate::writer::BodyWriter;
+
+/// A response: an [`http::Response`] whose body is bytes or a stream.
+pub type Response = http::Response<ResponseBody>;
+
+/// Writes a streamed response body; see [`stream`].
+pub type Producer = Box<dyn FnOnce(&mut BodyWriter) -> Result<()>>;
+
+/// The body of a [`Response`].
+#[derive(Default)]
+pub enum ResponseBody {
+    /// No bytes.
+    #[default]
+    Empty,
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// These bytes, which live as long as the program (a literal): nothing
+    /// is copied, and a handler answering one allocates nothing.
+    Static(&'static [u8]),
+    /// Written by this function after the status and headers are sent.
+    Stream(Producer),
+}
+
+impl ResponseBody {
+    /// The bytes of a body given whole (`None` for a stream).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            ResponseBody::Empty => Some(&[]),
+            ResponseBody::Bytes(bytes) => Some(bytes),
+            ResponseBody::Static(bytes) => Some(bytes),
+            ResponseBody::Stream(_) => None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for ResponseBody {
+    fn from(bytes: Vec<u8>) -> Self {
+        ResponseBody::Bytes(bytes)
+    }
+}
+
+impl From<String> for ResponseBody {
+    fn from(text: String) -> Self {
+        ResponseBody::Bytes(text.into_bytes())
+    }
+}
+
+impl From<&'static str> for ResponseBody {
+    fn from(text: &'static str) -> Self {
+        ResponseBody::Static(text.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for ResponseBody {
+    fn from(bytes: &'static [u8]) -> Self {
+        ResponseBody::Static(bytes)
+    }
+}
+
+impl From<()> for ResponseBody {
+    fn from(_: ()) -> Self {
+        ResponseBody::Empty
+    }
+}
 
 /// 200 with a plain-text body.
 pub fn text(body: impl Into<String>) -> Response {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use crate::query::Params;
-use crate::response::{IntoResponse, text};
-use crate::{Request, Response};
+use crate::request::Request;
+use crate::response::{IntoResponse, Response, text};
 
 type Handler = Box<dyn Fn(Request) -> Response>;
 

@@ -2,12 +2,15 @@
 //! the handler, send its response.
 
 use http::StatusCode;
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::executor::block_on;
-use crate::response::IntoResponse;
-use crate::{Request, Response};
+use crate::request::Request;
+use crate::response::{IntoResponse, Response, ResponseBody};
+use crate::writer::BodyWriter;
 
 /// Converts what a handler returned.
 pub fn into_response<R: IntoResponse>(result: R) -> Response {
@@ -69,7 +72,25 @@ pub fn serve(
     } else {
         Default::default()
     };
-    if let Err(error) = body.send(outgoing) {
+    if let Err(error) = send(body, outgoing) {
         eprintln!("shoal-sdk: sending the response body failed: {error}");
     }
+}
+
+/// Writes `body` into `outgoing` and finishes it.
+fn send(body: ResponseBody, outgoing: OutgoingBody) -> Result<()> {
+    let stream = outgoing
+        .write()
+        .map_err(|_| Error::internal("the response body was already taken"))?;
+    let mut writer = BodyWriter::from_stream(stream);
+    let result = match body {
+        ResponseBody::Empty => Ok(()),
+        ResponseBody::Bytes(bytes) => writer.write(&bytes),
+        ResponseBody::Static(bytes) => writer.write(bytes),
+        ResponseBody::Stream(produce) => produce(&mut writer),
+    };
+    drop(writer);
+    OutgoingBody::finish(outgoing, None)
+        .map_err(|_| Error::internal("finishing the response body failed"))?;
+    result
 }

@@ -7,7 +7,7 @@
 use proc_macro::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType};
+use syn::{FnArg, ItemFn, PatType, ReturnType, Signature};
 
 /// Marks the function that handles every request of the component.
 ///
@@ -48,6 +48,42 @@ fn expand(
         )
     })?;
     let signature = &function.sig;
+    let argument = request_argument(signature)?;
+    let name = &signature.ident;
+    // The generated code carries the user's spans: an argument that is not
+    // a request is reported on the argument's type, a return type that is
+    // not a response on the return type.
+    let request = quote_spanned! {argument.ty.span()=> request};
+    let output_span = signature.output.span();
+    let call = if signature.asyncness.is_some() {
+        quote_spanned! {output_span=> ::shoal_sdk::__private::run_async(#name(#request)) }
+    } else {
+        quote_spanned! {output_span=> ::shoal_sdk::__private::into_response(#name(#request)) }
+    };
+    Ok(quote! {
+        #function
+
+        #[doc(hidden)]
+        struct __ShoalHttpHandler;
+
+        impl ::shoal_sdk::__private::Guest for __ShoalHttpHandler {
+            fn handle(
+                incoming: ::shoal_sdk::__private::IncomingRequest,
+                out: ::shoal_sdk::__private::ResponseOutparam,
+            ) {
+                ::shoal_sdk::__private::serve(incoming, out, |request: ::shoal_sdk::Request| #call);
+            }
+        }
+
+        ::shoal_sdk::__private::wasip2::http::proxy::export!(
+            __ShoalHttpHandler with_types_in ::shoal_sdk::__private::wasip2
+        );
+    })
+}
+
+/// The handler's one argument, once the signature is checked to be that of
+/// a handler (see [`SHAPE`]).
+fn request_argument(signature: &Signature) -> syn::Result<&PatType> {
     if let Some(unsafety) = &signature.unsafety {
         return Err(syn::Error::new_spanned(
             unsafety,
@@ -94,34 +130,5 @@ fn expand(
             "an HTTP handler returns a response: add `-> shoal_sdk::Result<shoal_sdk::Response>`",
         ));
     }
-    let name = &signature.ident;
-    // The generated code carries the user's spans: an argument that is not
-    // a request is reported on the argument's type, a return type that is
-    // not a response on the return type.
-    let request = quote_spanned! {argument.ty.span()=> request};
-    let output_span = signature.output.span();
-    let call = if signature.asyncness.is_some() {
-        quote_spanned! {output_span=> ::shoal_sdk::__private::run_async(#name(#request)) }
-    } else {
-        quote_spanned! {output_span=> ::shoal_sdk::__private::into_response(#name(#request)) }
-    };
-    Ok(quote! {
-        #function
-
-        #[doc(hidden)]
-        struct __ShoalHttpHandler;
-
-        impl ::shoal_sdk::__private::Guest for __ShoalHttpHandler {
-            fn handle(
-                incoming: ::shoal_sdk::__private::IncomingRequest,
-                out: ::shoal_sdk::__private::ResponseOutparam,
-            ) {
-                ::shoal_sdk::__private::serve(incoming, out, |request: ::shoal_sdk::Request| #call);
-            }
-        }
-
-        ::shoal_sdk::__private::wasip2::http::proxy::export!(
-            __ShoalHttpHandler with_types_in ::shoal_sdk::__private::wasip2
-        );
-    })
+    Ok(argument)
 }

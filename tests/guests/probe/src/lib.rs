@@ -25,40 +25,9 @@ impl Guest for Probe {
                 let n = param(query, "n").and_then(|n| n.parse().ok()).unwrap_or(0);
                 respond(out, 200, &"x".repeat(n));
             }
-            "/request" => {
-                let scheme = match request.scheme() {
-                    Some(Scheme::Http) => "http".to_string(),
-                    Some(Scheme::Https) => "https".to_string(),
-                    Some(Scheme::Other(s)) => s,
-                    None => "none".to_string(),
-                };
-                let authority = request.authority().unwrap_or_default();
-                let prefix = header(&request, "x-forwarded-prefix").unwrap_or_default();
-                respond(
-                    out,
-                    200,
-                    &format!("{scheme} {authority} {path_with_query} {prefix}\n"),
-                );
-            }
-            "/env" => {
-                let name = param(query, "name").unwrap_or_default();
-                match std::env::var(&name) {
-                    Ok(value) => respond(out, 200, &value),
-                    Err(_) => respond(out, 404, &format!("{name} is not set")),
-                }
-            }
-            "/trailers" => {
-                // HTTP/1.1 sends only trailers the head announces.
-                let headers =
-                    Fields::from_list(&[("trailer".to_string(), b"x-checksum".to_vec())]).unwrap();
-                let response = OutgoingResponse::new(headers);
-                let body = response.body().unwrap();
-                ResponseOutparam::set(out, Ok(response));
-                write_all(&body, b"with trailers\n");
-                let trailers =
-                    Fields::from_list(&[("x-checksum".to_string(), b"42".to_vec())]).unwrap();
-                OutgoingBody::finish(body, Some(trailers)).unwrap();
-            }
+            "/request" => describe(&request, &path_with_query, out),
+            "/env" => env(param(query, "name").unwrap_or_default(), out),
+            "/trailers" => trailers(out),
             "/env-count" => respond(out, 200, &std::env::vars().count().to_string()),
             "/fetch" => fetch(param(query, "url").unwrap_or_default(), out),
             "/log" => {
@@ -67,16 +36,10 @@ impl Guest for Probe {
                 respond(out, 200, "logged\n");
             }
             "/busy" => {
-                // Burn CPU for `ms` milliseconds, then answer.
                 let ms = param(query, "ms")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1000);
-                let until = Instant::now() + Duration::from_millis(ms);
-                let mut n = 0u64;
-                while Instant::now() < until {
-                    n = black_box(n.wrapping_add(1));
-                }
-                respond(out, 200, &format!("busy {ms}ms\n"));
+                busy(ms, out);
             }
             "/spin" => {
                 let mut n = 0u64;
@@ -106,6 +69,54 @@ impl Guest for Probe {
             _ => respond(out, 404, "no such probe route\n"),
         }
     }
+}
+
+/// Answers with the scheme, authority, target and `x-forwarded-prefix` the
+/// host handed over.
+fn describe(request: &IncomingRequest, path_with_query: &str, out: ResponseOutparam) {
+    let scheme = match request.scheme() {
+        Some(Scheme::Http) => "http".to_string(),
+        Some(Scheme::Https) => "https".to_string(),
+        Some(Scheme::Other(s)) => s,
+        None => "none".to_string(),
+    };
+    let authority = request.authority().unwrap_or_default();
+    let prefix = header(request, "x-forwarded-prefix").unwrap_or_default();
+    respond(
+        out,
+        200,
+        &format!("{scheme} {authority} {path_with_query} {prefix}\n"),
+    );
+}
+
+/// Answers with the value of environment variable `name`, or 404.
+fn env(name: String, out: ResponseOutparam) {
+    match std::env::var(&name) {
+        Ok(value) => respond(out, 200, &value),
+        Err(_) => respond(out, 404, &format!("{name} is not set")),
+    }
+}
+
+/// Answers with a body and an `x-checksum` trailer.
+fn trailers(out: ResponseOutparam) {
+    // HTTP/1.1 sends only trailers the head announces.
+    let headers = Fields::from_list(&[("trailer".to_string(), b"x-checksum".to_vec())]).unwrap();
+    let response = OutgoingResponse::new(headers);
+    let body = response.body().unwrap();
+    ResponseOutparam::set(out, Ok(response));
+    write_all(&body, b"with trailers\n");
+    let trailers = Fields::from_list(&[("x-checksum".to_string(), b"42".to_vec())]).unwrap();
+    OutgoingBody::finish(body, Some(trailers)).unwrap();
+}
+
+/// Burns CPU for `ms` milliseconds, then answers.
+fn busy(ms: u64, out: ResponseOutparam) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n = black_box(n.wrapping_add(1));
+    }
+    respond(out, 200, &format!("busy {ms}ms\n"));
 }
 
 #[allow(unconditional_recursion)]
