@@ -3,11 +3,20 @@
 //!
 //! - `demo [ARGS...]`: build the `hello` example and serve it with
 //!   `shoal run` (extra ARGS go to `shoal run`).
-//! - `test`: formatting, clippy, the runtime's dependency rule, then every
-//!   test of the workspace (unit and end-to-end).
+//! - `test`: formatting, clippy, the runtime's dependency rule, `layers`
+//!   and `sizes`, then every test of the workspace (unit and end-to-end).
+//! - `layers`: every reference between modules points down the floors
+//!   declared in `layers.rs`, and no files refer to each other in a cycle.
+//! - `sizes`: no source file over 600 lines, no function over 80.
 //! - `bench`: the benchmark harness, `bench/run.sh`.
 //! - `mesh-sim [ARGS...]`: the mesh simulation (100 nodes, 1,000 apps by
 //!   default), `shoal mesh-sim` built in release.
+
+mod layers;
+mod lexer;
+mod refs;
+mod sizes;
+mod source_tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -17,6 +26,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
+        Some("layers") => layers::run(&root()),
+        Some("sizes") => sizes::run(&root()),
         Some("bench") => run(Command::new("bash").arg(root().join("bench/run.sh"))),
         Some("mesh-sim") => run(cargo()
             .args([
@@ -32,7 +43,7 @@ fn main() -> ExitCode {
             ])
             .args(&args[1..])),
         _ => Err(
-            "usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | bench | mesh-sim [ARGS...]>"
+            "usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | layers | sizes | bench | mesh-sim [ARGS...]>"
                 .into(),
         ),
     };
@@ -164,6 +175,9 @@ fn test() -> Result<(), String> {
         ]))?;
     }
     runtime_stays_off_the_network()?;
+    // Both source checks report before either fails the run.
+    let (layers, sizes) = (layers::run(&root()), sizes::run(&root()));
+    layers.and(sizes)?;
     ensure_componentize_py();
     // The SDK's pure logic (router, query, errors) is tested on the host.
     run(cargo().args(["test", "--manifest-path", "sdk/Cargo.toml"]))?;
