@@ -52,33 +52,33 @@ pub const HOST: Floors = &[
     ],
 ];
 
-/// PROVISIONAL, to be filled in: the runtime is being restructured and its
-/// floors will be declared then. Until so, only the root stands apart.
+/// The runtime, top to bottom.
 pub const RUNTIME: Floors = &[
     &["lib"],
+    &["app"],
+    &["driver"],
+    &["component"],
+    &["engine"],
+    &["instance", "cache"],
     &[
-        "app",
-        "cache",
-        "component",
-        "concurrent",
-        "deadline",
-        "engine",
+        "body",
         "error",
-        "guest_log",
-        "instance",
-        "limits",
-        "plain",
-        "policy",
+        "deadline",
         "scheduler",
+        "guest_log",
+        "limits",
+        "policy",
     ],
 ];
 
-/// PROVISIONAL, to be filled in: the guest SDK, root above the rest.
+/// The guest SDK, top to bottom.
 pub const SDK: Floors = &[
     &["lib"],
-    &[
-        "body", "error", "executor", "fetch", "query", "request", "response", "router", "serve",
-    ],
+    &["serve", "router"],
+    &["query", "fetch", "response"],
+    &["request"],
+    &["body", "writer"],
+    &["error", "executor"],
 ];
 
 /// A crate's source folder and the table of its floors.
