@@ -251,16 +251,7 @@ impl Scanner<'_> {
             k += 2;
         }
         match segments[0].as_str() {
-            "crate" | "$crate" | "self" | "super" => {
-                if let Some(path) = self.absolute(&segments) {
-                    let written = segments.join("::");
-                    self.found.references.push(Reference {
-                        line,
-                        written,
-                        path,
-                    });
-                }
-            }
+            "crate" | "$crate" | "self" | "super" => self.push_absolute(line, &segments),
             _ => self.bare.push((line, segments)),
         }
         k + 1
@@ -268,14 +259,19 @@ impl Scanner<'_> {
 
     fn resolve_bare(&mut self) {
         for (line, segments) in std::mem::take(&mut self.bare) {
-            if let Some(path) = self.absolute(&segments) {
-                let written = segments.join("::");
-                self.found.references.push(Reference {
-                    line,
-                    written,
-                    path,
-                });
-            }
+            self.push_absolute(line, &segments);
+        }
+    }
+
+    /// Records `segments` as a reference if it resolves to a module path.
+    fn push_absolute(&mut self, line: usize, segments: &[String]) {
+        if let Some(path) = self.absolute(segments) {
+            let written = segments.join("::");
+            self.found.references.push(Reference {
+                line,
+                written,
+                path,
+            });
         }
     }
 
