@@ -56,6 +56,8 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         )
         .await?,
     );
+    crate::mesh::keyring::reload_on_hangup(mesh.key.clone())
+        .context("cannot listen for SIGHUP, which reloads the cluster keys")?;
     let node = Arc::new(restore(&config, admin_addr, mesh.clone()).await?);
     eprintln!(
         "gossip on {} as node `{}` (cluster key {})",
