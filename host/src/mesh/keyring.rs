@@ -128,6 +128,7 @@ impl KeySet {
     }
 
     /// Every key, primary first.
+    #[cfg(test)]
     pub fn keys(&self) -> &[ClusterKey] {
         &self.keys
     }
