@@ -263,12 +263,18 @@ impl Drop for Relay {
     }
 }
 
-/// Two nodes whose every datagram passes a relay the attacker controls.
-/// Captured datagrams played back at A from a spoofed victim's address
-/// get no answer (no reflection); the heartbeats of B, held back while B
-/// was cut off and played back after it died, do not bring it back.
-#[test]
-fn captured_gossip_played_back_is_refused() {
+/// Two nodes whose every datagram passes relays the attacker controls:
+/// each advertises its relay's address, so peers only ever send there.
+struct Relayed {
+    a: Shoal,
+    b: Shoal,
+    a_real: SocketAddr,
+    to_a: Relay,
+    to_b: Relay,
+    _dir: tempfile::TempDir,
+}
+
+fn relayed_pair() -> Relayed {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("cluster.key");
     keygen(&key);
@@ -276,13 +282,13 @@ fn captured_gossip_played_back_is_refused() {
     let a_real: SocketAddr = ([127, 0, 0, 1], a_port).into();
     let b_real: SocketAddr = ([127, 0, 0, 1], b_port).into();
     let (to_a, to_b) = (Relay::start(a_real), Relay::start(b_real));
-    let gossip = |port: u16| format!("127.0.0.1:{port}");
     let (to_a_addr, to_b_addr) = (to_a.addr.to_string(), to_b.addr.to_string());
+    let (a_gossip, b_gossip) = (a_real.to_string(), b_real.to_string());
     let a = host(
         &dir.path().join("a"),
         &key,
         "a",
-        &["--gossip", &gossip(a_port), "--advertise", &to_a_addr],
+        &["--gossip", &a_gossip, "--advertise", &to_a_addr],
     );
     let b = host(
         &dir.path().join("b"),
@@ -290,7 +296,7 @@ fn captured_gossip_played_back_is_refused() {
         "b",
         &[
             "--gossip",
-            &gossip(b_port),
+            &b_gossip,
             "--advertise",
             &to_b_addr,
             "--join",
@@ -299,11 +305,23 @@ fn captured_gossip_played_back_is_refused() {
     );
     wait_until(CONVERGE, "a to see b", || members(&a) == 2);
     wait_until(CONVERGE, "b to see a", || members(&b) == 2);
+    Relayed {
+        a,
+        b,
+        a_real,
+        to_a,
+        to_b,
+        _dir: dir,
+    }
+}
 
-    // Reflection: datagrams A already received from B, sent again with a
-    // victim's source address. Each Syn among them would make A answer
-    // the victim with its digest and a delta of up to 65 KB.
-    let delivered = to_a.recorded_since(Instant::now() - Duration::from_secs(2));
+/// Datagrams A already received from B, sent again with a victim's source
+/// address: each Syn among them would make A answer the victim with its
+/// digest and a delta of up to 65 KB. A answers none of them.
+#[test]
+fn captured_gossip_played_back_reflects_nothing() {
+    let pair = relayed_pair();
+    let delivered = pair.to_a.recorded_since(Instant::now() - Duration::from_secs(2));
     assert!(delivered.len() >= 4, "{} datagrams", delivered.len());
     let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
     victim
@@ -311,7 +329,7 @@ fn captured_gossip_played_back_is_refused() {
         .unwrap();
     for _ in 0..5 {
         for datagram in &delivered {
-            victim.send_to(datagram, a_real).unwrap();
+            victim.send_to(datagram, pair.a_real).unwrap();
         }
     }
     let (mut answers, mut answer_bytes) = (0, 0);
@@ -328,34 +346,39 @@ fn captured_gossip_played_back_is_refused() {
         5 * delivered.len()
     );
     assert_eq!(answers, 0, "a answered a replay ({answer_bytes} bytes)");
-    assert!(dropped(&a, "replayed") >= 5 * delivered.len() as u64);
+    assert!(dropped(&pair.a, "replayed") >= 5 * delivered.len() as u64);
+}
 
-    // Revival: cut B off, hold back what it sends, kill it, and once A has
-    // declared it dead and the replay window has passed, deliver it all.
-    to_a.cut.store(true, Ordering::Relaxed);
-    to_b.cut.store(true, Ordering::Relaxed);
+/// B is cut off and what it sends is held back; B is killed, and once A
+/// has declared it dead and the replay window has passed, everything held
+/// back is delivered: B's heartbeats in it do not bring B back to life.
+#[test]
+fn held_back_heartbeats_do_not_revive_a_dead_node() {
+    let pair = relayed_pair();
+    pair.to_a.cut.store(true, Ordering::Relaxed);
+    pair.to_b.cut.store(true, Ordering::Relaxed);
     let held_from = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    b.signal("KILL");
-    drop(b);
-    let held = to_a.recorded_since(held_from);
+    pair.b.signal("KILL");
+    let killed = Instant::now();
+    let held = pair.to_a.recorded_since(held_from);
     assert!(held.len() >= 4, "{} datagrams held back", held.len());
-    wait_until(CONVERGE, "a to declare b dead", || members(&a) == 1);
-    std::thread::sleep(Duration::from_secs(11).saturating_sub(held_from.elapsed()));
+    wait_until(CONVERGE, "a to declare b dead", || members(&pair.a) == 1);
+    std::thread::sleep(Duration::from_secs(11).saturating_sub(killed.elapsed()));
     let player = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut revived = false;
     for datagram in &held {
-        player.send_to(datagram, a_real).unwrap();
+        player.send_to(datagram, pair.a_real).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        revived |= members(&a) == 2;
+        revived |= members(&pair.a) == 2;
     }
     let watching = Instant::now();
     while watching.elapsed() < Duration::from_secs(2) && !revived {
-        revived = members(&a) == 2;
+        revived = members(&pair.a) == 2;
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!revived, "b came back to life from {} old datagrams", held.len());
-    assert!(dropped(&a, "stale") >= held.len() as u64);
+    assert!(dropped(&pair.a, "stale") >= held.len() as u64);
 }
 
 /// Writes `keys` (a keyring, primary first) to `file` the way an operator
