@@ -4,14 +4,20 @@
 //! datagrams back; a mesh rolls to a new cluster key under load.
 //! Set `SHOAL_BIN` to run these against another `shoal` binary.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, agent, get, guests, run_to_exit};
+use shoal_test_support::{Shoal, get, guests, run_to_exit};
+
+#[path = "gossip/load.rs"]
+mod load;
+#[path = "gossip/relay.rs"]
+mod relay;
+
+use load::{Load, write_ring};
+use relay::Relay;
 
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -81,7 +87,10 @@ fn free_udp_port() -> u16 {
 /// The 127.0.0.1 UDP ports process `pid` has bound, read from `/proc`.
 fn loopback_udp_ports(pid: u32) -> Vec<u16> {
     let mut inodes = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(target) = std::fs::read_link(entry.path()) {
             let target = target.to_string_lossy().to_string();
             if let Some(inode) = target.strip_prefix("socket:[") {
@@ -179,90 +188,6 @@ fn a_local_process_cannot_reach_chitchats_decoder() {
     assert_eq!(members(&b), 2);
 }
 
-/// A UDP relay standing for the network between two nodes: what arrives
-/// at `listen` goes on to `target` from one upstream socket per client,
-/// and the target's answers come back through `listen`. Datagrams from
-/// clients are recorded; `cut` drops everything, both ways.
-struct Relay {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    recorded: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Relay {
-    fn start(target: SocketAddr) -> Relay {
-        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        listen
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let relay = Relay {
-            addr: listen.local_addr().unwrap(),
-            cut: Arc::default(),
-            recorded: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (cut, recorded, stop) = (
-            relay.cut.clone(),
-            relay.recorded.clone(),
-            relay.stop.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-            let mut buf = vec![0; 1 << 16];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((len, client)) = listen.recv_from(&mut buf) else {
-                    continue;
-                };
-                recorded
-                    .lock()
-                    .unwrap()
-                    .push((Instant::now(), buf[..len].to_vec()));
-                if cut.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let upstream = upstreams.entry(client).or_insert_with(|| {
-                    let upstream = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-                    upstream
-                        .set_read_timeout(Some(Duration::from_millis(50)))
-                        .unwrap();
-                    let (back, listen, cut, stop) =
-                        (upstream.clone(), listen.clone(), cut.clone(), stop.clone());
-                    std::thread::spawn(move || {
-                        let mut buf = vec![0; 1 << 16];
-                        while !stop.load(Ordering::Relaxed) {
-                            if let Ok(len) = back.recv(&mut buf)
-                                && !cut.load(Ordering::Relaxed)
-                            {
-                                let _ = listen.send_to(&buf[..len], client);
-                            }
-                        }
-                    });
-                    upstream
-                });
-                let _ = upstream.send_to(&buf[..len], target);
-            }
-        });
-        relay
-    }
-
-    /// Datagrams recorded since `since`.
-    fn recorded_since(&self, since: Instant) -> Vec<Vec<u8>> {
-        let recorded = self.recorded.lock().unwrap();
-        recorded
-            .iter()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, datagram)| datagram.clone())
-            .collect()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Two nodes whose every datagram passes relays the attacker controls:
 /// each advertises its relay's address, so peers only ever send there.
 struct Relayed {
@@ -321,7 +246,9 @@ fn relayed_pair() -> Relayed {
 #[test]
 fn captured_gossip_played_back_reflects_nothing() {
     let pair = relayed_pair();
-    let delivered = pair.to_a.recorded_since(Instant::now() - Duration::from_secs(2));
+    let delivered = pair
+        .to_a
+        .recorded_since(Instant::now() - Duration::from_secs(2));
     assert!(delivered.len() >= 4, "{} datagrams", delivered.len());
     let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
     victim
@@ -377,65 +304,12 @@ fn held_back_heartbeats_do_not_revive_a_dead_node() {
         revived = members(&pair.a) == 2;
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!revived, "b came back to life from {} old datagrams", held.len());
+    assert!(
+        !revived,
+        "b came back to life from {} old datagrams",
+        held.len()
+    );
     assert!(dropped(&pair.a, "stale") >= held.len() as u64);
-}
-
-/// Writes `keys` (a keyring, primary first) to `file` the way an operator
-/// should: a temporary file renamed over it.
-fn write_ring(file: &Path, keys: &[&Path]) {
-    let text: String = keys
-        .iter()
-        .map(|key| std::fs::read_to_string(key).unwrap())
-        .collect();
-    let temporary = file.with_extension("new");
-    std::fs::write(&temporary, text).unwrap();
-    std::fs::rename(&temporary, file).unwrap();
-}
-
-/// Requests to every node, one after another, until stopped; what failed.
-struct Load {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(urls: Vec<String>) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let (s, n, f) = (stop.clone(), sent.clone(), failures.clone());
-        let thread = std::thread::spawn(move || {
-            let client = agent();
-            while !s.load(Ordering::Relaxed) {
-                for url in &urls {
-                    n.fetch_add(1, Ordering::Relaxed);
-                    match client.get(url).call() {
-                        Ok(reply) if reply.status() == 200 => {}
-                        Ok(reply) => f.lock().unwrap().push(format!("{url}: {}", reply.status())),
-                        Err(error) => f.lock().unwrap().push(format!("{url}: {error}")),
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        Load {
-            stop,
-            sent,
-            failures,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops; how many requests were sent, and the failures.
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        let failures = self.failures.lock().unwrap().clone();
-        (self.sent.load(Ordering::Relaxed), failures)
-    }
 }
 
 /// Puts `ring` in every node's key file, sends each SIGHUP, and waits
@@ -459,38 +333,24 @@ fn a_mesh_rolls_to_a_new_key_under_load_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (dir.path().join("old.key"), dir.path().join("new.key"));
     let (old_fp, new_fp) = (keygen(&old), keygen(&new));
-    let files: Vec<PathBuf> = (0..3)
-        .map(|i| dir.path().join(format!("node-{i}.key")))
-        .collect();
-    let mut hosts: Vec<Shoal> = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        write_ring(file, &[&old]);
-        let join: Vec<String> = hosts
-            .first()
-            .map(|seed| vec!["--join".to_string(), seed.gossip_addr()])
-            .unwrap_or_default();
-        let join: Vec<&str> = join.iter().map(String::as_str).collect();
-        hosts.push(host(&dir.path().join(format!("data-{i}")), file, &format!("n{i}"), &join));
-    }
-    for host in &hosts {
-        wait_until(CONVERGE, "three live members", || members(host) == 3);
-    }
-    hosts[0].cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
-    for host in &hosts {
-        wait_until(CONVERGE, "every node to serve /hello", || {
-            host.get("/hello").status == 200
-        });
-    }
+    let (hosts, files) = three_nodes_serving_hello(dir.path(), &old);
     let urls: Vec<String> = hosts.iter().map(|h| h.url("/hello")).collect();
     let load = Load::start(urls.clone());
     std::thread::sleep(Duration::from_secs(1));
 
     // 1. The new key opens everywhere before anyone seals with it.
-    let step = |sealing: &str, opening: &str| format!("sealing with {sealing}, also opening with [{opening}]");
+    let step = |sealing: &str, opening: &str| {
+        format!("sealing with {sealing}, also opening with [{opening}]")
+    };
     roll(&hosts, &files, &[&old, &new], &step(&old_fp, &new_fp));
     std::thread::sleep(Duration::from_secs(1));
     // 2. The new key seals: first on one node.
-    roll(&hosts[..1], &files[..1], &[&new, &old], &step(&new_fp, &old_fp));
+    roll(
+        &hosts[..1],
+        &files[..1],
+        &[&new, &old],
+        &step(&new_fp, &old_fp),
+    );
     std::thread::sleep(Duration::from_secs(1));
     let (mut sent, mut failures) = load.finish();
     // An app deployed while the nodes seal under different keys reaches
@@ -504,7 +364,12 @@ fn a_mesh_rolls_to_a_new_key_under_load_without_a_failed_request() {
         });
     }
     let load = Load::start(urls);
-    roll(&hosts[1..], &files[1..], &[&new, &old], &step(&new_fp, &old_fp));
+    roll(
+        &hosts[1..],
+        &files[1..],
+        &[&new, &old],
+        &step(&new_fp, &old_fp),
+    );
     std::thread::sleep(Duration::from_secs(1));
     // 3. The old key goes.
     roll(&hosts, &files, &[&new], &step(&new_fp, ""));
@@ -520,13 +385,49 @@ fn a_mesh_rolls_to_a_new_key_under_load_without_a_failed_request() {
         assert_eq!(dropped(host, "unauthenticated"), 0, "{}", host.name());
     }
 
-    // A node holding only the old key is kept out now.
-    let stale = host(&dir.path().join("stale"), &old, "stale", &["--join", &hosts[0].gossip_addr()]);
+    kept_out(&hosts[0], dir.path(), &old);
+}
+
+/// Three nodes, each with its own copy of the keyring `key`, serving the
+/// hello guest; their key files.
+fn three_nodes_serving_hello(dir: &Path, key: &Path) -> (Vec<Shoal>, Vec<PathBuf>) {
+    let files: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("node-{i}.key"))).collect();
+    let mut hosts: Vec<Shoal> = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        write_ring(file, &[key]);
+        let join: Vec<String> = hosts
+            .first()
+            .map(|seed| vec!["--join".to_string(), seed.gossip_addr()])
+            .unwrap_or_default();
+        let join: Vec<&str> = join.iter().map(String::as_str).collect();
+        let data = dir.join(format!("data-{i}"));
+        hosts.push(host(&data, file, &format!("n{i}"), &join));
+    }
+    for host in &hosts {
+        wait_until(CONVERGE, "three live members", || members(host) == 3);
+    }
+    hosts[0].cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
+    for host in &hosts {
+        wait_until(CONVERGE, "every node to serve /hello", || {
+            host.get("/hello").status == 200
+        });
+    }
+    (hosts, files)
+}
+
+/// A node holding only the `old` key cannot join `member`'s mesh.
+fn kept_out(member: &Shoal, dir: &Path, old: &Path) {
+    let stale = host(
+        &dir.join("stale"),
+        old,
+        "stale",
+        &["--join", &member.gossip_addr()],
+    );
     wait_until(CONVERGE, "the old key's packets to be refused", || {
-        dropped(&hosts[0], "unauthenticated") > 0
+        dropped(member, "unauthenticated") > 0
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(members(&hosts[0]), 3);
+    assert_eq!(members(member), 3);
     assert_eq!(members(&stale), 1);
 }
 
@@ -538,7 +439,11 @@ fn a_bad_keyring_names_its_line_and_a_bad_reload_changes_nothing() {
     let key = dir.path().join("cluster.key");
     let fingerprint = keygen(&key);
     let ring = dir.path().join("ring.key");
-    std::fs::write(&ring, format!("{}not a key\n", std::fs::read_to_string(&key).unwrap())).unwrap();
+    std::fs::write(
+        &ring,
+        format!("{}not a key\n", std::fs::read_to_string(&key).unwrap()),
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let (status, _, stderr) = run_to_exit(
         &shoal(),

@@ -419,7 +419,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let written = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(ClusterKey::from_hex(&written).unwrap().to_hex(), key.to_hex());
+        assert_eq!(
+            ClusterKey::from_hex(&written).unwrap().to_hex(),
+            key.to_hex()
+        );
 
         let error = ClusterKey::create(&path).unwrap_err();
         assert!(matches!(error, KeyError::Exists { .. }), "{error}");

@@ -87,7 +87,8 @@ impl KeySet {
             })?;
             if let Some((first, _)) = keys
                 .iter()
-                .find(|(_, known)| known.fingerprint() == key.fingerprint()) {
+                .find(|(_, known)| known.fingerprint() == key.fingerprint())
+            {
                 return Err(KeyringError::Repeated {
                     path: path.to_path_buf(),
                     fingerprint: key.fingerprint(),
@@ -297,7 +298,11 @@ mod tests {
     #[test]
     fn a_key_file_is_a_ring_primary_first() {
         let (old, new) = (ClusterKey::generate(), ClusterKey::generate());
-        let text = format!("# rolling to {}\n\n{}", new.fingerprint(), ring_text(&[&old, &new]));
+        let text = format!(
+            "# rolling to {}\n\n{}",
+            new.fingerprint(),
+            ring_text(&[&old, &new])
+        );
         let set = KeySet::parse(&text, Path::new("ring.key")).unwrap();
         assert_eq!(set.fingerprints(), [old.fingerprint(), new.fingerprint()]);
         assert_eq!(set.primary().fingerprint(), old.fingerprint());
@@ -316,7 +321,9 @@ mod tests {
         assert!(message.contains("found 3 characters"), "{message}");
         assert!(message.contains("shoal keygen"), "{message}");
 
-        let message = KeySet::parse("# nothing\n\n", path).unwrap_err().to_string();
+        let message = KeySet::parse("# nothing\n\n", path)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("holds no key"), "{message}");
 
         let twice = ring_text(&[&key, &ClusterKey::generate(), &key]);
@@ -335,7 +342,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.key");
         let error = KeySet::load(&missing).unwrap_err();
-        assert!(matches!(error, KeyringError::Key(KeyError::Read { .. })), "{error}");
+        assert!(
+            matches!(error, KeyringError::Key(KeyError::Read { .. })),
+            "{error}"
+        );
         assert!(error.to_string().contains("missing.key"), "{error}");
 
         let short = dir.path().join("short.key");
@@ -358,12 +368,24 @@ mod tests {
         );
         let sealed_old = rolling.seal(Purpose::PeerHttp, b"records");
         let sealed_new = both.seal(Purpose::PeerHttp, b"records");
-        assert_eq!(both.open(Purpose::PeerHttp, &sealed_old).unwrap(), b"records");
-        assert_eq!(both.open(Purpose::PeerHttp, &sealed_new).unwrap(), b"records");
-        assert!(new.open(Purpose::PeerHttp, &sealed_new).is_ok(), "sealed by the primary");
+        assert_eq!(
+            both.open(Purpose::PeerHttp, &sealed_old).unwrap(),
+            b"records"
+        );
+        assert_eq!(
+            both.open(Purpose::PeerHttp, &sealed_new).unwrap(),
+            b"records"
+        );
+        assert!(
+            new.open(Purpose::PeerHttp, &sealed_new).is_ok(),
+            "sealed by the primary"
+        );
         assert!(rolling.open(Purpose::PeerHttp, &sealed_new).is_err());
         let error = both
-            .open(Purpose::PeerHttp, &ClusterKey::generate().seal(Purpose::PeerHttp, b"x"))
+            .open(
+                Purpose::PeerHttp,
+                &ClusterKey::generate().seal(Purpose::PeerHttp, b"x"),
+            )
             .unwrap_err();
         assert!(matches!(error, KeyError::Unsealed { .. }), "{error}");
 
@@ -399,7 +421,11 @@ mod tests {
         std::fs::write(&path, "not a key\n").unwrap();
         let message = ring.reload().unwrap_err().to_string();
         assert!(message.contains("line 1"), "{message}");
-        assert_eq!(shared.current().keys().len(), 2, "a bad file changes nothing");
+        assert_eq!(
+            shared.current().keys().len(),
+            2,
+            "a bad file changes nothing"
+        );
 
         let from_env = Keyring::single(old);
         let error = from_env.reload().unwrap_err();

@@ -142,8 +142,15 @@ mod tests {
         let mut codec = Codec::open().await.unwrap();
         let stranger = UdpSocket::bind(LOOPBACK).await.unwrap();
         let forged = codec.encode(syn("from a stranger")).await.unwrap().to_vec();
-        let ours = codec.encode(syn("from the transport")).await.unwrap().to_vec();
-        stranger.send_to(&forged, codec.decoder_addr()).await.unwrap();
+        let ours = codec
+            .encode(syn("from the transport"))
+            .await
+            .unwrap()
+            .to_vec();
+        stranger
+            .send_to(&forged, codec.decoder_addr())
+            .await
+            .unwrap();
         codec.feed(&ours).await.unwrap();
         codec.feed_marker().await.unwrap();
         let first = tokio::time::timeout(ARRIVES, codec.decoded())

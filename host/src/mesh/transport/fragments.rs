@@ -41,6 +41,8 @@ pub(super) const FRAGMENT_HEADER_LEN: usize = 8 + 8 + 18 + 6;
 pub(crate) const DATAGRAM_OVERHEAD: usize = WIRE_TAG.len() + SEAL_OVERHEAD + FRAGMENT_HEADER_LEN;
 /// The most of a chitchat message one datagram carries: 65,423 bytes.
 pub(super) const MAX_CHUNK: usize = MAX_DATAGRAM - DATAGRAM_OVERHEAD;
+// The largest chitchat message goes in two datagrams.
+const _: () = assert!(2 * MAX_CHUNK >= MAX_DATAGRAM);
 /// chitchat messages need at most two; more is refused as malformed.
 pub(super) const MAX_FRAGMENTS: usize = 4;
 /// Messages being reassembled at once; the oldest goes first.
@@ -296,8 +298,6 @@ mod tests {
     fn a_datagram_adds_eighty_four_bytes_to_its_chunk() {
         assert_eq!(DATAGRAM_OVERHEAD, 84);
         assert_eq!(MAX_CHUNK, 65_423);
-        // The largest chitchat message still goes in two.
-        assert!(2 * MAX_CHUNK >= MAX_DATAGRAM);
         let key = ClusterKey::generate();
         let datagrams = seal_datagrams(&key, STAMP, 7, &[1; 1000]);
         assert_eq!(datagrams.len(), 1);

@@ -20,9 +20,11 @@ use anyhow::Context;
 /// address) to `peer`, and throws away anything it received before.
 pub(super) fn pin(bound: SocketAddr, peer: SocketAddr) -> anyhow::Result<()> {
     let fix = "shoal needs /proc (Linux) to guard its gossip codec socket";
-    let inode = udp_inode(bound).with_context(|| format!("cannot find the gossip codec socket {bound}; {fix}"))?;
-    let fd = fd_of_socket(inode)
-        .with_context(|| format!("cannot find the descriptor of the gossip codec socket {bound}; {fix}"))?;
+    let inode = udp_inode(bound)
+        .with_context(|| format!("cannot find the gossip codec socket {bound}; {fix}"))?;
+    let fd = fd_of_socket(inode).with_context(|| {
+        format!("cannot find the descriptor of the gossip codec socket {bound}; {fix}")
+    })?;
     // SAFETY: `fd` is open and stays open while borrowed: /proc says it
     // refers to the socket with `inode`, which the kernel found bound to
     // `bound`; that socket is the caller's (chitchat's codec socket, alive
@@ -31,10 +33,7 @@ pub(super) fn pin(bound: SocketAddr, peer: SocketAddr) -> anyhow::Result<()> {
     #[allow(unsafe_code)]
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let socket = socket2::SockRef::from(&fd);
-    let local = socket
-        .local_addr()
-        .ok()
-        .and_then(|addr| addr.as_socket());
+    let local = socket.local_addr().ok().and_then(|addr| addr.as_socket());
     anyhow::ensure!(
         local == Some(bound),
         "the descriptor found for the gossip codec socket {bound} is bound to {local:?}"
@@ -125,13 +124,19 @@ mod tests {
         pinned
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        assert!(pinned.recv_from(&mut buf).is_err(), "the stranger's never came");
+        assert!(
+            pinned.recv_from(&mut buf).is_err(),
+            "the stranger's never came"
+        );
     }
 
     #[test]
     fn a_socket_this_process_does_not_hold_is_not_found() {
-        let error = pin("127.0.0.1:9".parse().unwrap(), "127.0.0.1:10".parse().unwrap())
-            .unwrap_err();
+        let error = pin(
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:10".parse().unwrap(),
+        )
+        .unwrap_err();
         assert!(format!("{error:#}").contains("/proc"), "{error:#}");
     }
 }

@@ -150,7 +150,11 @@ mod tests {
             Err(Refusal::Replayed)
         );
         // Its other fragment, another message, another sender: all new.
-        for other in [header(1, NOW, 7, 1), header(1, NOW, 8, 0), header(2, NOW, 7, 0)] {
+        for other in [
+            header(1, NOW, 7, 1),
+            header(1, NOW, 8, 0),
+            header(2, NOW, 7, 0),
+        ] {
             assert_eq!(guard.check(&other, NOW + 5), Ok(()), "{other:?}");
         }
     }

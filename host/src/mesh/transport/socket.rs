@@ -24,7 +24,7 @@ use super::fragments::{
     Added, DATAGRAM_OVERHEAD, FRAGMENT_HEADER_LEN, FragmentHeader, Reassembly, Stamp, WIRE_TAG,
     seal_datagrams,
 };
-use super::replay::{ReplayGuard, Refusal};
+use super::replay::{Refusal, ReplayGuard};
 use super::stats::TransportStats;
 use crate::clock::unix_now_ms;
 use crate::mesh::key::Purpose;

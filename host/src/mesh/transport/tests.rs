@@ -16,7 +16,8 @@ use test_support::{ARRIVES, load, syn};
 #[tokio::test]
 async fn binding_a_taken_address_fails_and_sending_to_nobody_succeeds() {
     let key = ClusterKey::generate();
-    let transport = SealedUdpTransport::new(Keyring::single(key), Arc::new(TransportStats::default()));
+    let transport =
+        SealedUdpTransport::new(Keyring::single(key), Arc::new(TransportStats::default()));
     let mut a = transport.open(LOOPBACK).await.unwrap();
     let taken = a.local_addr().unwrap();
     let error = transport.open(taken).await.err().unwrap();

@@ -367,7 +367,9 @@ async fn a_keyring_opens_under_any_key_and_seals_under_the_first() {
     ring.reload().unwrap();
     b.send(a_addr, syn("still the old key")).await.unwrap();
     timeout(ARRIVES, a.recv()).await.unwrap().unwrap();
-    a.send(b_addr, syn("sealed under the new key")).await.unwrap();
+    a.send(b_addr, syn("sealed under the new key"))
+        .await
+        .unwrap();
     assert!(timeout(QUIET, b.recv()).await.is_err());
     assert_eq!(dropped(&b_stats, "unauthenticated"), 1);
 }
