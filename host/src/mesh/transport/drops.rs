@@ -30,6 +30,7 @@ pub(super) enum DropReason {
     Replayed,
     Misaddressed,
     Forgotten,
+    OtherVersion,
 }
 
 impl DropReason {
@@ -47,6 +48,7 @@ impl DropReason {
         DropReason::Replayed,
         DropReason::Misaddressed,
         DropReason::Forgotten,
+        DropReason::OtherVersion,
     ];
 
     /// The `reason` label of `shoal_gossip_dropped_packets_total`.
@@ -65,6 +67,7 @@ impl DropReason {
             DropReason::Replayed => "replayed",
             DropReason::Misaddressed => "misaddressed",
             DropReason::Forgotten => "forgotten",
+            DropReason::OtherVersion => "other_version",
         }
     }
 
@@ -83,6 +86,7 @@ impl DropReason {
             DropReason::Replayed => "a copy of a datagram already received",
             DropReason::Misaddressed => "sealed for another member",
             DropReason::Forgotten => "older than every datagram still remembered",
+            DropReason::OtherVersion => "another version of shoal's gossip wire format",
         }
     }
 
@@ -91,9 +95,10 @@ impl DropReason {
             DropReason::TooShort | DropReason::WrongTag | DropReason::Unauthenticated => {
                 DropKind::Authentication
             }
-            DropReason::Malformed | DropReason::Reserved | DropReason::Undecodable => {
-                DropKind::Incompatible
-            }
+            DropReason::Malformed
+            | DropReason::Reserved
+            | DropReason::Undecodable
+            | DropReason::OtherVersion => DropKind::Incompatible,
             DropReason::Repeated | DropReason::Incomplete | DropReason::CodecBusy => DropKind::Lost,
             DropReason::Stale => DropKind::Clock,
             DropReason::Replayed | DropReason::Misaddressed | DropReason::Forgotten => {

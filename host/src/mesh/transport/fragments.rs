@@ -31,6 +31,8 @@ use crate::mesh::key::{ClusterKey, Purpose, SEAL_OVERHEAD};
 
 /// Magic and version of the wire format; also the associated data.
 pub(super) const WIRE_TAG: &[u8; 4] = b"SHG2";
+/// What every version's tag starts with.
+pub(super) const WIRE_MAGIC: &[u8; 3] = b"SHG";
 /// The largest UDP payload over IPv4 (and the bound chitchat sizes against).
 pub(super) const MAX_DATAGRAM: usize = 65_507;
 /// Sender id (u64), time (u64), recipient (16 + 2), message id (u32),

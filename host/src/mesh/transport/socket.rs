@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use super::codec::{CODEC_TIMEOUT, Codec, is_marker};
 use super::drops::{DropReason, Drops};
 use super::fragments::{
-    Added, DATAGRAM_OVERHEAD, FRAGMENT_HEADER_LEN, FragmentHeader, Reassembly, Stamp, WIRE_TAG,
-    seal_datagrams,
+    Added, DATAGRAM_OVERHEAD, FRAGMENT_HEADER_LEN, FragmentHeader, Reassembly, Stamp, WIRE_MAGIC,
+    WIRE_TAG, seal_datagrams,
 };
 use super::replay::{Refusal, ReplayGuard};
 use super::stats::TransportStats;
@@ -101,6 +101,8 @@ impl SealedUdpSocket {
         let Some(sealed) = self.recv_buf[..len].strip_prefix(WIRE_TAG) else {
             let reason = if len < DATAGRAM_OVERHEAD {
                 DropReason::TooShort
+            } else if self.recv_buf.starts_with(WIRE_MAGIC) {
+                DropReason::OtherVersion
             } else {
                 DropReason::WrongTag
             };

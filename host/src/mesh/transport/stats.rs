@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicU64;
 
 /// How many reasons a datagram is dropped for (`drops::DropReason`).
-pub(super) const DROP_REASONS: usize = 13;
+pub(super) const DROP_REASONS: usize = 14;
 
 /// Gossip traffic counters, shared with whoever reports them.
 #[derive(Debug, Default)]

@@ -102,23 +102,29 @@ async fn junk_is_dropped_and_counted_and_receiving_goes_on() {
     let junk = UdpSocket::bind(LOOPBACK).await.unwrap();
     let mut forged = WIRE_TAG.to_vec();
     forged.extend_from_slice(&[7; 100]);
+    // What a member running the wire format before this one sends.
+    let mut first_format = b"SHG1".to_vec();
+    first_format.extend_from_slice(&[7; 100]);
     // A plaintext chitchat Syn, as chitchat's own transport would send.
     let plain = a.codec.encode(syn("shoal")).await.unwrap().to_vec();
-    for datagram in [
-        &b"x"[..],
-        b"junk that is long enough to be sealed, but is not",
-        &forged,
-        &plain,
-    ] {
+    for datagram in [&b"x"[..], &[b'j'; 150], &forged, &first_format, &plain] {
         junk.send_to(datagram, b_addr).await.unwrap();
     }
     assert!(timeout(QUIET, b.recv()).await.is_err());
-    assert_eq!(load(&b_stats.dropped_packets), 4);
+    assert_eq!(load(&b_stats.dropped_packets), 5);
+    for (reason, count) in [
+        ("too_short", 2),
+        ("wrong_tag", 1),
+        ("unauthenticated", 1),
+        ("other_version", 1),
+    ] {
+        assert_eq!(dropped(&b_stats, reason), count, "{reason}");
+    }
 
     a.send(b_addr, syn("shoal")).await.unwrap();
     let received = timeout(ARRIVES, b.recv()).await.unwrap().unwrap();
     assert_eq!(received.from_addr, a_addr);
-    assert_eq!(load(&b_stats.received_packets), 5);
+    assert_eq!(load(&b_stats.received_packets), 6);
 }
 
 #[tokio::test]
