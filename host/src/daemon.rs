@@ -32,6 +32,8 @@ pub(crate) struct HostConfig {
 
 /// `shoal host`: restore, bind, join, serve until shutdown.
 pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::mesh::keyring::reload_on_hangup(config.mesh.key.clone())
+        .context("cannot listen for SIGHUP, which reloads the cluster keys")?;
     let admin_listener = bind(
         config.admin,
         "for the admin API",
@@ -56,8 +58,6 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         )
         .await?,
     );
-    crate::mesh::keyring::reload_on_hangup(mesh.key.clone())
-        .context("cannot listen for SIGHUP, which reloads the cluster keys")?;
     let node = Arc::new(restore(&config, admin_addr, mesh.clone()).await?);
     eprintln!(
         "gossip on {} as node `{}` (cluster key {})",
