@@ -101,7 +101,7 @@ impl SealedUdpSocket {
         let Some(sealed) = self.recv_buf[..len].strip_prefix(WIRE_TAG) else {
             let reason = if len < DATAGRAM_OVERHEAD {
                 DropReason::TooShort
-            } else if self.recv_buf.starts_with(WIRE_MAGIC) {
+            } else if self.recv_buf[..len].starts_with(WIRE_MAGIC) {
                 DropReason::OtherVersion
             } else {
                 DropReason::WrongTag
@@ -269,8 +269,10 @@ impl Socket for SealedUdpSocket {
     ) -> anyhow::Result<SendOutcome> {
         let now_ms = unix_now_ms();
         if matches!(envelope.message, ChitchatMessage::Syn { .. }) {
-            // A Syn starts gossip with another member; replies go to
-            // whoever asked, who may be this node under another address.
+            // A Syn goes to another member's advertised address (or a
+            // seed). Replies go wherever a request came from, which may be
+            // a relay or NAT that also forwards to this node, so only Syn
+            // targets are known not to be this node.
             self.replay.gossiped_to(to, now_ms);
         }
         let message = self.codec.encode(envelope).await?;
