@@ -339,9 +339,9 @@ fn dropped(host: &Shoal) -> u64 {
     let metrics = get(&format!("{}/metrics", host.admin_url())).body;
     metrics
         .lines()
-        .find(|l| l.starts_with("shoal_gossip_dropped_packets_total "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+        .filter(|l| l.starts_with("shoal_gossip_dropped_packets_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
 }
 
 #[test]

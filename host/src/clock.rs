@@ -1,4 +1,4 @@
-//! The wall clock, read as whole seconds since the Unix epoch.
+//! The wall clock, read as time since the Unix epoch.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,5 +7,13 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch; 0 if the clock is set before it.
+pub(crate) fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }

@@ -32,6 +32,8 @@ pub(crate) struct HostConfig {
 
 /// `shoal host`: restore, bind, join, serve until shutdown.
 pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::mesh::keyring::reload_on_hangup(config.mesh.key.clone())
+        .context("cannot listen for SIGHUP, which reloads the cluster keys")?;
     let admin_listener = bind(
         config.admin,
         "for the admin API",

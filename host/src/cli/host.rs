@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::daemon::{self, HostConfig};
 use crate::mesh::MeshConfig;
 use crate::mesh::key::ClusterKey;
+use crate::mesh::keyring::{KeySet, Keyring};
 use crate::node::NodeConfig;
 use crate::units::{parse_duration, parse_listen, parse_size};
 
@@ -70,6 +71,8 @@ pub(crate) struct Host {
 
     /// The mesh's cluster key (default: DATA_DIR/cluster.key, made on the
     /// first start of a host that joins nobody). Every member needs the same.
+    /// A keyring: one key per line, the first seals, all open; SIGHUP
+    /// reads it again (to roll keys, see docs/key-rotation.md).
     #[arg(long, value_name = "FILE", env = "SHOAL_CLUSTER_KEY_FILE")]
     cluster_key_file: Option<PathBuf>,
 
@@ -171,24 +174,26 @@ fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The cluster key: from `--cluster-key-file`, else `SHOAL_CLUSTER_KEY`
-/// (hex), else DATA_DIR/cluster.key. A host that founds a mesh on loopback
-/// makes one; one that joins, or gossips beyond loopback, must be given it.
+/// The cluster keyring: from `--cluster-key-file`, else `SHOAL_CLUSTER_KEY`
+/// (one key, hex), else DATA_DIR/cluster.key. A host that founds a mesh on
+/// loopback makes one; one that joins, or gossips beyond loopback, must be
+/// given it. Keys from a file are read again on SIGHUP.
 fn cluster_key(
     file: Option<&Path>,
     data_dir: &Path,
     joining: bool,
     gossip: SocketAddr,
-) -> anyhow::Result<ClusterKey> {
+) -> anyhow::Result<Keyring> {
     if let Some(file) = file {
-        return Ok(ClusterKey::load(file)?);
+        return Ok(Keyring::new(KeySet::load(file)?, Some(file.to_path_buf())));
     }
     if let Ok(hex) = std::env::var("SHOAL_CLUSTER_KEY") {
-        return ClusterKey::from_hex(&hex).context("SHOAL_CLUSTER_KEY is not a cluster key");
+        let key = ClusterKey::from_hex(&hex).context("SHOAL_CLUSTER_KEY is not a cluster key")?;
+        return Ok(Keyring::single(key));
     }
     let path = data_dir.join("cluster.key");
     if path.exists() {
-        return Ok(ClusterKey::load(&path)?);
+        return Ok(Keyring::new(KeySet::load(&path)?, Some(path)));
     }
     if joining {
         anyhow::bail!(
@@ -205,7 +210,7 @@ fn cluster_key(
         "made a new cluster key in {}; hosts that join this one need it (`--cluster-key-file`)",
         path.display()
     );
-    Ok(key)
+    Ok(Keyring::new(KeySet::single(key), Some(path)))
 }
 
 /// `--name`, else the name kept in DATA_DIR/node-name, else a new one
@@ -266,7 +271,8 @@ mod tests {
         let made = cluster_key(None, dir.path(), false, loopback).unwrap();
         // Made once, then reused, on any address.
         let again = cluster_key(None, dir.path(), true, open).unwrap();
-        assert_eq!(made.to_hex(), again.to_hex());
+        let hex = |ring: &Keyring| ring.current().primary().to_hex();
+        assert_eq!(hex(&made), hex(&again));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use clap::Args;
 
 use crate::mesh::key::ClusterKey;
 
-/// Make a new cluster key: into FILE (mode 0600), or print it.
+/// Make a new cluster key: into FILE (mode 0600), or print it. A key file
+/// is a keyring (one key per line, the first seals); to roll a mesh to a
+/// new key without downtime, see docs/key-rotation.md.
 #[derive(Args, Debug)]
 pub(crate) struct Keygen {
     /// Where to write it; it is never overwritten.

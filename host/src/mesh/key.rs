@@ -61,11 +61,6 @@ pub enum KeyError {
     #[error("cluster key is not 64 hex characters ({problem}); make a new one with `shoal keygen`")]
     Malformed { problem: String },
     #[error(
-        "cluster key file `{}` is not 64 hex characters ({problem}); make a new one with `shoal keygen FILE`",
-        .path.display()
-    )]
-    MalformedFile { path: PathBuf, problem: String },
-    #[error(
         "cannot read cluster key file `{}`; copy it from a member of the mesh, or make a new one with `shoal keygen FILE`",
         .path.display()
     )]
@@ -150,19 +145,6 @@ impl ClusterKey {
     /// The 64 lowercase hex characters of the key. Secret: never log it.
     pub fn to_hex(&self) -> String {
         hex::encode(self.bytes)
-    }
-
-    /// Reads a key file written by [`create`](ClusterKey::create) (or any
-    /// file holding the 64 hex characters).
-    pub fn load(path: &Path) -> Result<ClusterKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        parse_hex(&text).map_err(|problem| KeyError::MalformedFile {
-            path: path.to_path_buf(),
-            problem,
-        })
     }
 
     /// Makes a new key and writes it to `path` (mode 0600, hex and a
@@ -436,30 +418,16 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(ClusterKey::load(&path).unwrap().to_hex(), key.to_hex());
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            ClusterKey::from_hex(&written).unwrap().to_hex(),
+            key.to_hex()
+        );
 
         let error = ClusterKey::create(&path).unwrap_err();
         assert!(matches!(error, KeyError::Exists { .. }), "{error}");
         assert!(error.to_string().contains("cluster.key"), "{error}");
-        assert_eq!(ClusterKey::load(&path).unwrap().to_hex(), key.to_hex());
-    }
-
-    #[test]
-    fn load_errors_name_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.key");
-        let error = ClusterKey::load(&missing).unwrap_err();
-        assert!(matches!(error, KeyError::Read { .. }), "{error}");
-        assert!(error.to_string().contains("missing.key"), "{error}");
-
-        let short = dir.path().join("short.key");
-        std::fs::write(&short, "abcd\n").unwrap();
-        let message = ClusterKey::load(&short).unwrap_err().to_string();
-        assert!(message.contains("short.key"), "{message}");
-        assert!(message.contains("found 4 characters"), "{message}");
-
-        let error = ClusterKey::create(&dir.path().join("no-dir/cluster.key")).unwrap_err();
-        assert!(matches!(error, KeyError::Write { .. }), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The mesh's part of `/metrics`, read at scrape time: members by state,
-//! forwarding outcomes, and gossip traffic (including packets dropped for
-//! failing authentication).
+//! forwarding outcomes, and gossip traffic (including packets dropped, by
+//! reason).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -84,13 +84,17 @@ impl Collector for MeshCollector {
                 "Gossip bytes received",
                 &gossip.received_bytes,
             ),
-            (
-                "gossip_dropped_packets",
-                "Gossip packets dropped: not sealed with this mesh's cluster key, or malformed",
-                &gossip.dropped_packets,
-            ),
         ] {
             counter(&mut encoder, name, help, &[], value.load(Ordering::Relaxed))?;
+        }
+        for (reason, value) in gossip.dropped_by_reason() {
+            counter(
+                &mut encoder,
+                "gossip_dropped_packets",
+                "Gossip packets dropped, by reason: not sealed with this mesh's keys (unauthenticated), replayed, stale, misaddressed, malformed, ...",
+                &[("reason", reason)],
+                value,
+            )?;
         }
         Ok(())
     }

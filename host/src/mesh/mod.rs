@@ -4,7 +4,8 @@
 //! (`node::control`, `node::sync`) drive it.
 //!
 //! - [`membership`]: the facade over chitchat (who is live, what each
-//!   advertises), over [`transport`] (gossip sealed under the [`key`]).
+//!   advertises), over [`transport`] (gossip sealed under the [`key`]s of
+//!   the [`keyring`]).
 //! - [`placement`]: who serves what, computed alike by every node.
 //! - [`readiness`]: what each node advertises it serves, decoded into the
 //!   table forwarding reads.
@@ -14,6 +15,7 @@
 
 pub(crate) mod forward;
 pub mod key;
+pub mod keyring;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod peer;
@@ -27,7 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use key::ClusterKey;
+use keyring::Keyring;
 use membership::{GossipConfig, Members, Membership, keys};
 use placement::{Demand, Member as PlacementMember, Placement};
 use transport::{SealedUdpTransport, TransportStats};
@@ -48,7 +50,7 @@ pub(crate) struct MeshConfig {
     pub advertise: Option<SocketAddr>,
     /// Peers to join through.
     pub join: Vec<String>,
-    pub key: ClusterKey,
+    pub key: Keyring,
     pub interval: Duration,
     /// Placement weight; default: the host's instance slots.
     pub capacity: Option<u32>,
@@ -57,7 +59,7 @@ pub(crate) struct MeshConfig {
 pub(crate) struct Mesh {
     pub me: String,
     pub gossip: SocketAddr,
-    pub key: ClusterKey,
+    pub key: Keyring,
     pub membership: Membership,
     pub transport: Arc<TransportStats>,
     pub peer: PeerClient,

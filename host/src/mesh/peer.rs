@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::key::{ClusterKey, Purpose};
+use super::key::Purpose;
+use super::keyring::Keyring;
 use crate::desired::Record;
 
 /// The header that authenticates a peer request.
@@ -18,12 +19,12 @@ const MAX_ANSWER: u64 = 2 << 30;
 
 #[derive(Clone)]
 pub(crate) struct PeerClient {
-    key: ClusterKey,
+    key: Keyring,
     agent: ureq::Agent,
 }
 
 impl PeerClient {
-    pub(crate) fn new(key: ClusterKey) -> PeerClient {
+    pub(crate) fn new(key: Keyring) -> PeerClient {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(2)))

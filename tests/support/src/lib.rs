@@ -256,6 +256,11 @@ impl Shoal {
         self.stderr.lines.lock().unwrap().0.join("\n")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`"INT"`, `"TERM"`, `"KILL"`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

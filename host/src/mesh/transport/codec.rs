@@ -10,8 +10,9 @@
 //! decode is followed by a marker message (a `Syn` for a cluster id no node
 //! uses) that closes it: a message read before the marker is the decoded
 //! datagram, a marker alone means it did not decode. Only plaintext that
-//! passed authentication ever reaches loopback, and anything chitchat's
-//! socket receives from elsewhere is dropped.
+//! passed authentication ever reaches loopback, and chitchat's socket is
+//! connected to the tap (see `pin`), so the kernel drops whatever another
+//! local process sends it before chitchat can decode it.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -63,6 +64,8 @@ impl Codec {
         tap.connect(chitchat_addr)
             .await
             .context("cannot connect the gossip codec socket")?;
+        // And the other way: only the tap reaches chitchat's decoder.
+        super::pin::pin(chitchat_addr, tap.local_addr()?)?;
         let mut codec = Codec {
             chitchat,
             tap_addr: tap.local_addr()?,
@@ -113,7 +116,53 @@ impl Codec {
     }
 }
 
+#[cfg(test)]
+impl Codec {
+    /// Where chitchat's decoder listens.
+    pub(super) fn decoder_addr(&self) -> SocketAddr {
+        Socket::local_addr(&self.chitchat).unwrap()
+    }
+}
+
 /// Whether `envelope` is the marker that closes a decode.
 pub(super) fn is_marker(envelope: &ChitchatEnvelope) -> bool {
     *envelope == marker_envelope()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::transport::test_support::{ARRIVES, syn};
+
+    /// Another local process sends chitchat's decoder a message of its
+    /// own, valid or a zstd bomb: it is never decoded, and what the
+    /// transport feeds still is.
+    #[tokio::test]
+    async fn only_the_transport_reaches_the_decoder() {
+        let mut codec = Codec::open().await.unwrap();
+        let stranger = UdpSocket::bind(LOOPBACK).await.unwrap();
+        let forged = codec.encode(syn("from a stranger")).await.unwrap().to_vec();
+        let ours = codec
+            .encode(syn("from the transport"))
+            .await
+            .unwrap()
+            .to_vec();
+        stranger
+            .send_to(&forged, codec.decoder_addr())
+            .await
+            .unwrap();
+        codec.feed(&ours).await.unwrap();
+        codec.feed_marker().await.unwrap();
+        let first = tokio::time::timeout(ARRIVES, codec.decoded())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.from_addr, codec.tap_addr());
+        assert_eq!(first.envelope, syn("from the transport"));
+        let second = tokio::time::timeout(ARRIVES, codec.decoded())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(is_marker(&second.envelope), "{:?}", second.envelope);
+    }
 }

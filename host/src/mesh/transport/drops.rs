@@ -1,6 +1,7 @@
-//! Refused datagrams: why each was refused, the count in
-//! [`TransportStats`], and at most one warning of a kind per interval for
-//! those that suggest a misconfigured member.
+//! Refused datagrams: why each was refused, the counts in
+//! [`TransportStats`] (in all and by reason), and at most one warning of a
+//! kind per interval for those that suggest a misconfigured member or an
+//! attack.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::stats::TransportStats;
+use super::stats::{DROP_REASONS, TransportStats};
 
 /// At most one warning of a kind per this interval; the rest go to debug.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum DropReason {
     TooShort,
     WrongTag,
@@ -25,9 +26,51 @@ pub(super) enum DropReason {
     Reserved,
     Undecodable,
     CodecBusy,
+    Stale,
+    Replayed,
+    Misaddressed,
+    Forgotten,
+    OtherVersion,
 }
 
 impl DropReason {
+    pub(super) const ALL: [DropReason; DROP_REASONS] = [
+        DropReason::TooShort,
+        DropReason::WrongTag,
+        DropReason::Unauthenticated,
+        DropReason::Malformed,
+        DropReason::Repeated,
+        DropReason::Incomplete,
+        DropReason::Reserved,
+        DropReason::Undecodable,
+        DropReason::CodecBusy,
+        DropReason::Stale,
+        DropReason::Replayed,
+        DropReason::Misaddressed,
+        DropReason::Forgotten,
+        DropReason::OtherVersion,
+    ];
+
+    /// The `reason` label of `shoal_gossip_dropped_packets_total`.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            DropReason::TooShort => "too_short",
+            DropReason::WrongTag => "wrong_tag",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::Malformed => "malformed",
+            DropReason::Repeated => "repeated_fragment",
+            DropReason::Incomplete => "incomplete",
+            DropReason::Reserved => "reserved",
+            DropReason::Undecodable => "undecodable",
+            DropReason::CodecBusy => "codec_busy",
+            DropReason::Stale => "stale",
+            DropReason::Replayed => "replayed",
+            DropReason::Misaddressed => "misaddressed",
+            DropReason::Forgotten => "forgotten",
+            DropReason::OtherVersion => "other_version",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             DropReason::TooShort => "too short",
@@ -39,6 +82,11 @@ impl DropReason {
             DropReason::Reserved => "starts with the codec marker",
             DropReason::Undecodable => "not a chitchat message",
             DropReason::CodecBusy => "loopback codec socket busy",
+            DropReason::Stale => "sealed too long ago, or by a clock too far from this one",
+            DropReason::Replayed => "a copy of a datagram already received",
+            DropReason::Misaddressed => "sealed for another member",
+            DropReason::Forgotten => "older than every datagram still remembered",
+            DropReason::OtherVersion => "another version of shoal's gossip wire format",
         }
     }
 
@@ -47,10 +95,15 @@ impl DropReason {
             DropReason::TooShort | DropReason::WrongTag | DropReason::Unauthenticated => {
                 DropKind::Authentication
             }
-            DropReason::Malformed | DropReason::Reserved | DropReason::Undecodable => {
-                DropKind::Incompatible
-            }
+            DropReason::Malformed
+            | DropReason::Reserved
+            | DropReason::Undecodable
+            | DropReason::OtherVersion => DropKind::Incompatible,
             DropReason::Repeated | DropReason::Incomplete | DropReason::CodecBusy => DropKind::Lost,
+            DropReason::Stale => DropKind::Clock,
+            DropReason::Replayed | DropReason::Misaddressed | DropReason::Forgotten => {
+                DropKind::Replay
+            }
         }
     }
 }
@@ -61,6 +114,10 @@ enum DropKind {
     Authentication,
     /// The sender holds the key but speaks another format.
     Incompatible,
+    /// A member's clock is off, or someone plays back old datagrams.
+    Clock,
+    /// Someone plays back captured datagrams.
+    Replay,
     /// The network or this host lost something.
     Lost,
 }
@@ -70,6 +127,8 @@ pub(super) struct Drops {
     stats: Arc<TransportStats>,
     auth_warnings: WarnLimiter,
     decode_warnings: WarnLimiter,
+    clock_warnings: WarnLimiter,
+    replay_warnings: WarnLimiter,
 }
 
 impl Drops {
@@ -78,6 +137,8 @@ impl Drops {
             stats,
             auth_warnings: WarnLimiter::default(),
             decode_warnings: WarnLimiter::default(),
+            clock_warnings: WarnLimiter::default(),
+            replay_warnings: WarnLimiter::default(),
         }
     }
 
@@ -86,6 +147,7 @@ impl Drops {
         self.stats
             .dropped_packets
             .fetch_add(count, Ordering::Relaxed);
+        self.stats.dropped_by_reason[reason as usize].fetch_add(count, Ordering::Relaxed);
         let reason_text = reason.as_str();
         tracing::debug!(%from, reason = reason_text, count, "gossip packet dropped");
         match reason.kind() {
@@ -109,9 +171,39 @@ impl Drops {
                     );
                 }
             }
+            DropKind::Clock => {
+                if let Some(suppressed) = self.clock_warnings.ready() {
+                    tracing::warn!(
+                        %from,
+                        reason = reason_text,
+                        suppressed,
+                        "gossip packet sealed outside the replay window: is this member's clock in sync with the others (NTP)?"
+                    );
+                }
+            }
+            DropKind::Replay => {
+                if let Some(suppressed) = self.replay_warnings.ready() {
+                    tracing::warn!(
+                        %from,
+                        reason = reason_text,
+                        suppressed,
+                        "gossip packet refused as a replay: someone is sending captured gossip again"
+                    );
+                }
+            }
             // UDP loses and repeats datagrams; chitchat gossips again.
             DropKind::Lost => {}
         }
+    }
+}
+
+impl TransportStats {
+    /// Datagrams dropped, by the `reason` label of each.
+    pub fn dropped_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|reason| {
+            let count = self.dropped_by_reason[reason as usize].load(Ordering::Relaxed);
+            (reason.label(), count)
+        })
     }
 }
 

@@ -5,25 +5,34 @@
 //! under the [cluster key](super::key::ClusterKey) and drops (and counts, in
 //! [`TransportStats`]) anything that does not open.
 //!
-//! Wire format, one datagram: `SHG1` | 24-byte nonce | XChaCha20-Poly1305
-//! ciphertext and tag (sub-key for the `gossip` purpose, `SHG1` as associated
-//! data) of: message id (u32 LE) | fragment index (u8) | fragment count (u8) |
-//! a chunk of chitchat's encoded message. Overhead:
-//! [`DATAGRAM_OVERHEAD`], 50 bytes a datagram. A message too big for one datagram goes as two.
+//! Wire format, one datagram: `SHG2` | 24-byte nonce | XChaCha20-Poly1305
+//! ciphertext and tag (sub-key for the `gossip` purpose, `SHG2` as associated
+//! data) of: sender id (u64) | sealing time (Unix ms, u64) | recipient
+//! address (18 bytes) | message id (u32 LE) | fragment index (u8) |
+//! fragment count (u8) | a chunk of chitchat's encoded message. Overhead:
+//! [`DATAGRAM_OVERHEAD`], 84 bytes a datagram. A message too big for one
+//! datagram goes as two. Datagrams are sealed under the primary key of the
+//! [keyring](super::keyring::Keyring) and opened under any of its keys.
 //!
 //! - `fragments`: the wire format; seals a message into datagrams and
 //!   reassembles them.
-//! - `codec`: chitchat's encoding of its messages, through its own socket.
+//! - `replay`: refuses copies, datagrams sealed for other members, and
+//!   datagrams sealed too long ago.
+//! - `codec`: chitchat's encoding of its messages, through its own socket;
+//!   `pin` keeps every other local process away from that socket.
 //! - `socket`: the sealed socket chitchat sends and receives through.
 //! - `drops`: why a datagram was refused; counts and rate-limited warnings.
 //! - `stats`: the traffic counters.
 //!
-//! Imports point one way: `socket` uses `codec`, `drops`, `fragments` and
-//! `stats`; `drops` uses `stats`; this file uses `socket` and `stats`.
+//! Imports point one way: `socket` uses `codec`, `drops`, `fragments`,
+//! `replay` and `stats`; `codec` uses `pin`; `replay` uses `fragments`;
+//! `drops` uses `stats`; this file uses `socket` and `stats`.
 
 mod codec;
 mod drops;
 mod fragments;
+mod pin;
+mod replay;
 mod socket;
 mod stats;
 #[cfg(test)]
@@ -37,20 +46,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
 
-use super::key::ClusterKey;
+use super::keyring::Keyring;
 use socket::SealedUdpSocket;
 
 pub(crate) use fragments::DATAGRAM_OVERHEAD;
 pub use stats::TransportStats;
 
-/// chitchat's transport, sealed under the cluster key.
+/// chitchat's transport, sealed under the cluster keyring.
 pub struct SealedUdpTransport {
-    key: ClusterKey,
+    key: Keyring,
     stats: Arc<TransportStats>,
 }
 
 impl SealedUdpTransport {
-    pub fn new(key: ClusterKey, stats: Arc<TransportStats>) -> Self {
+    pub fn new(key: Keyring, stats: Arc<TransportStats>) -> Self {
         SealedUdpTransport { key, stats }
     }
 }

@@ -13,27 +13,34 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chitchat::ChitchatEnvelope;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket};
+use chitchat::{ChitchatEnvelope, ChitchatMessage};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::codec::{CODEC_TIMEOUT, Codec, is_marker};
 use super::drops::{DropReason, Drops};
 use super::fragments::{
-    Added, DATAGRAM_OVERHEAD, FRAGMENT_HEADER_LEN, FragmentHeader, Reassembly, WIRE_TAG,
-    seal_datagrams,
+    Added, DATAGRAM_OVERHEAD, FRAGMENT_HEADER_LEN, FragmentHeader, Reassembly, Stamp, WIRE_MAGIC,
+    WIRE_TAG, seal_datagrams,
 };
+use super::replay::{Refusal, ReplayGuard};
 use super::stats::TransportStats;
-use crate::mesh::key::{ClusterKey, Purpose};
+use crate::clock::unix_now_ms;
+use crate::mesh::key::Purpose;
+use crate::mesh::keyring::Keyring;
 
 pub(super) struct SealedUdpSocket {
     /// The gossip address: sealed datagrams only.
     wire: UdpSocket,
     codec: Codec,
-    key: ClusterKey,
+    key: Keyring,
     stats: Arc<TransportStats>,
     drops: Drops,
+    /// Names this socket in what it seals; random, so a restarted node is
+    /// a new sender to the replay guards of its peers.
+    sender: u64,
+    replay: ReplayGuard,
     recv_buf: Vec<u8>,
     /// The datagram being decoded; kept across cancelled `recv` calls.
     pending: Option<Pending>,
@@ -56,16 +63,17 @@ struct Pending {
 impl SealedUdpSocket {
     pub(super) async fn bind(
         listen_addr: SocketAddr,
-        key: ClusterKey,
+        key: Keyring,
         stats: Arc<TransportStats>,
     ) -> anyhow::Result<SealedUdpSocket> {
         let wire = UdpSocket::bind(listen_addr).await.with_context(|| {
             format!("cannot bind gossip to {listen_addr}/udp; is another process using that port?")
         })?;
-        let mut id = [0u8; 4];
-        getrandom::fill(&mut id).map_err(|error| {
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random).map_err(|error| {
             anyhow::anyhow!("the operating system's random number generator failed: {error}")
         })?;
+        let (id, sender) = random.split_at(4);
         let codec = Codec::open().await?;
         tracing::debug!(%listen_addr, codec = %codec.tap_addr(), "sealed gossip socket open");
         Ok(SealedUdpSocket {
@@ -74,10 +82,12 @@ impl SealedUdpSocket {
             key,
             drops: Drops::new(stats.clone()),
             stats,
+            sender: u64::from_le_bytes(sender.try_into()?),
+            replay: ReplayGuard::default(),
             recv_buf: vec![0; 1 << 16],
             pending: None,
             reassembly: Reassembly::default(),
-            next_message_id: u32::from_le_bytes(id),
+            next_message_id: u32::from_le_bytes(id.try_into()?),
         })
     }
 
@@ -91,17 +101,32 @@ impl SealedUdpSocket {
         let Some(sealed) = self.recv_buf[..len].strip_prefix(WIRE_TAG) else {
             let reason = if len < DATAGRAM_OVERHEAD {
                 DropReason::TooShort
+            } else if self.recv_buf[..len].starts_with(WIRE_MAGIC) {
+                DropReason::OtherVersion
             } else {
                 DropReason::WrongTag
             };
             return self.drops.record(1, from, reason);
         };
-        let Ok(mut opened) = self.key.open_with_aad(Purpose::Gossip, WIRE_TAG, sealed) else {
+        let keys = self.key.current();
+        let Ok(mut opened) = keys.open_with_aad(Purpose::Gossip, WIRE_TAG, sealed) else {
             return self.drops.record(1, from, DropReason::Unauthenticated);
         };
         let Some(header) = FragmentHeader::parse(&opened) else {
             return self.drops.record(1, from, DropReason::Malformed);
         };
+        if let Err(refusal) = self.replay.check(&header, unix_now_ms()) {
+            let reason = match refusal {
+                Refusal::Stale { skew_ms } => {
+                    tracing::debug!(%from, skew_ms, "gossip packet outside the replay window");
+                    DropReason::Stale
+                }
+                Refusal::Replayed => DropReason::Replayed,
+                Refusal::Misaddressed => DropReason::Misaddressed,
+                Refusal::Forgotten => DropReason::Forgotten,
+            };
+            return self.drops.record(1, from, reason);
+        }
         opened.drain(..FRAGMENT_HEADER_LEN);
         let (message, wire_bytes) = if header.count == 1 {
             (opened, len)
@@ -242,10 +267,23 @@ impl Socket for SealedUdpSocket {
         to: SocketAddr,
         envelope: ChitchatEnvelope,
     ) -> anyhow::Result<SendOutcome> {
+        let now_ms = unix_now_ms();
+        if matches!(envelope.message, ChitchatMessage::Syn { .. }) {
+            // A Syn goes to another member's advertised address (or a
+            // seed). Replies go wherever a request came from, which may be
+            // a relay or NAT that also forwards to this node, so only Syn
+            // targets are known not to be this node.
+            self.replay.gossiped_to(to, now_ms);
+        }
         let message = self.codec.encode(envelope).await?;
         let id = self.next_message_id;
         self.next_message_id = id.wrapping_add(1);
-        let datagrams = seal_datagrams(&self.key, id, message);
+        let stamp = Stamp {
+            sender: self.sender,
+            sent_ms: now_ms,
+            to,
+        };
+        let datagrams = seal_datagrams(self.key.current().primary(), stamp, id, message);
         if datagrams.len() > 1 {
             tracing::debug!(%to, bytes = message.len(), fragments = datagrams.len(), "gossip message split");
         }

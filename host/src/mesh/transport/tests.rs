@@ -9,13 +9,15 @@ use chitchat::{
 use tokio::time::{Instant, timeout};
 
 use super::*;
+use crate::mesh::key::ClusterKey;
 use codec::LOOPBACK;
 use test_support::{ARRIVES, load, syn};
 
 #[tokio::test]
 async fn binding_a_taken_address_fails_and_sending_to_nobody_succeeds() {
     let key = ClusterKey::generate();
-    let transport = SealedUdpTransport::new(key, Arc::new(TransportStats::default()));
+    let transport =
+        SealedUdpTransport::new(Keyring::single(key), Arc::new(TransportStats::default()));
     let mut a = transport.open(LOOPBACK).await.unwrap();
     let taken = a.local_addr().unwrap();
     let error = transport.open(taken).await.err().unwrap();
@@ -56,7 +58,7 @@ async fn node(
         protocol_version: ProtocolVersion::V1,
     };
     let stats = Arc::new(TransportStats::default());
-    let transport = SealedUdpTransport::new(key.clone(), stats.clone());
+    let transport = SealedUdpTransport::new(Keyring::single(key.clone()), stats.clone());
     let handle = chitchat::spawn_chitchat(config, vec![("role".into(), name.into())], &transport)
         .await
         .unwrap();

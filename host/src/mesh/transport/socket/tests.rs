@@ -5,16 +5,30 @@ use chitchat::{ChitchatMessage, ProtocolVersion};
 use tokio::time::timeout;
 
 use super::*;
+use crate::mesh::key::ClusterKey;
 use crate::mesh::transport::codec::LOOPBACK;
 use crate::mesh::transport::fragments::{MAX_CHUNK, MAX_DATAGRAM};
 use crate::mesh::transport::test_support::{ARRIVES, QUIET, load, syn};
 
 async fn socket(key: &ClusterKey) -> (SealedUdpSocket, Arc<TransportStats>) {
+    socket_with(Keyring::single(key.clone())).await
+}
+
+async fn socket_with(keys: Keyring) -> (SealedUdpSocket, Arc<TransportStats>) {
     let stats = Arc::new(TransportStats::default());
-    let socket = SealedUdpSocket::bind(LOOPBACK, key.clone(), stats.clone())
+    let socket = SealedUdpSocket::bind(LOOPBACK, keys, stats.clone())
         .await
         .unwrap();
     (socket, stats)
+}
+
+/// A stamp for a datagram sealed now, by sender 42, for `to`.
+fn stamp(to: SocketAddr) -> Stamp {
+    Stamp {
+        sender: 42,
+        sent_ms: unix_now_ms(),
+        to,
+    }
 }
 
 #[tokio::test]
@@ -88,23 +102,29 @@ async fn junk_is_dropped_and_counted_and_receiving_goes_on() {
     let junk = UdpSocket::bind(LOOPBACK).await.unwrap();
     let mut forged = WIRE_TAG.to_vec();
     forged.extend_from_slice(&[7; 100]);
+    // What a member running the wire format before this one sends.
+    let mut first_format = b"SHG1".to_vec();
+    first_format.extend_from_slice(&[7; 100]);
     // A plaintext chitchat Syn, as chitchat's own transport would send.
     let plain = a.codec.encode(syn("shoal")).await.unwrap().to_vec();
-    for datagram in [
-        &b"x"[..],
-        b"junk that is long enough to be sealed, but is not",
-        &forged,
-        &plain,
-    ] {
+    for datagram in [&b"x"[..], &[b'j'; 150], &forged, &first_format, &plain] {
         junk.send_to(datagram, b_addr).await.unwrap();
     }
     assert!(timeout(QUIET, b.recv()).await.is_err());
-    assert_eq!(load(&b_stats.dropped_packets), 4);
+    assert_eq!(load(&b_stats.dropped_packets), 5);
+    for (reason, count) in [
+        ("too_short", 2),
+        ("wrong_tag", 1),
+        ("unauthenticated", 1),
+        ("other_version", 1),
+    ] {
+        assert_eq!(dropped(&b_stats, reason), count, "{reason}");
+    }
 
     a.send(b_addr, syn("shoal")).await.unwrap();
     let received = timeout(ARRIVES, b.recv()).await.unwrap().unwrap();
     assert_eq!(received.from_addr, a_addr);
-    assert_eq!(load(&b_stats.received_packets), 5);
+    assert_eq!(load(&b_stats.received_packets), 6);
 }
 
 #[tokio::test]
@@ -117,9 +137,14 @@ async fn authenticated_garbage_is_dropped_without_losing_track_of_senders() {
     let marker = b.codec.marker().to_vec();
     let mut after_marker = marker.clone();
     after_marker.extend_from_slice(b"trailing");
-    let bad_header = key.seal_with_aad(Purpose::Gossip, WIRE_TAG, &[0, 0, 0, 0, 3, 2]);
-    for message in [&b"not chitchat"[..], &marker, &after_marker] {
-        for datagram in seal_datagrams(&key, 9, message) {
+    let mut bad_header = vec![0; FRAGMENT_HEADER_LEN - 2];
+    bad_header.extend([3, 2]);
+    let bad_header = key.seal_with_aad(Purpose::Gossip, WIRE_TAG, &bad_header);
+    for (id, message) in [&b"not chitchat"[..], &marker, &after_marker]
+        .into_iter()
+        .enumerate()
+    {
+        for datagram in seal_datagrams(&key, stamp(b_addr), id as u32, message) {
             holder.send_to(&datagram, b_addr).await.unwrap();
         }
     }
@@ -246,7 +271,7 @@ async fn fragments_reassemble_in_any_order_and_a_lone_one_waits() {
     let peer = UdpSocket::bind(LOOPBACK).await.unwrap();
     let big = "z".repeat(MAX_CHUNK);
     let message = a.codec.encode(syn(big.clone())).await.unwrap().to_vec();
-    let datagrams = seal_datagrams(&key, 1, &message);
+    let datagrams = seal_datagrams(&key, stamp(b_addr), 1, &message);
     assert_eq!(datagrams.len(), 2);
     assert!(datagrams.iter().all(|d| d.len() <= MAX_DATAGRAM));
 
@@ -257,8 +282,100 @@ async fn fragments_reassemble_in_any_order_and_a_lone_one_waits() {
     assert_eq!(received.from_addr, peer.local_addr().unwrap());
     assert_eq!(received.envelope, syn(big));
 
-    // A repeated fragment starts a new message that never completes.
+    // A repeated fragment is a replay.
     peer.send_to(&datagrams[0], b_addr).await.unwrap();
     assert!(timeout(QUIET, b.recv()).await.is_err());
-    assert_eq!(load(&b_stats.dropped_packets), 0);
+    assert_eq!(dropped(&b_stats, "replayed"), 1);
+    assert_eq!(load(&b_stats.dropped_packets), 1);
+}
+
+fn dropped(stats: &TransportStats, reason: &str) -> u64 {
+    let (_, count) = stats
+        .dropped_by_reason()
+        .find(|(label, _)| *label == reason)
+        .unwrap();
+    count
+}
+
+/// A copy of a datagram, one sealed too long ago, and one sealed for
+/// another member are each dropped and counted by reason; the original
+/// still arrives.
+#[tokio::test]
+async fn replays_are_dropped_and_counted() {
+    let key = ClusterKey::generate();
+    let (mut b, b_stats) = socket(&key).await;
+    let (mut c, _) = socket(&key).await;
+    let (b_addr, c_addr) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+    let holder = UdpSocket::bind(LOOPBACK).await.unwrap();
+    let message = b.codec.encode(syn("once")).await.unwrap().to_vec();
+    let captured = seal_datagrams(&key, stamp(b_addr), 1, &message).remove(0);
+    holder.send_to(&captured, b_addr).await.unwrap();
+    let received = timeout(ARRIVES, b.recv()).await.unwrap().unwrap();
+    assert_eq!(received.envelope, syn("once"));
+    for _ in 0..3 {
+        holder.send_to(&captured, b_addr).await.unwrap();
+    }
+    let window = replay_window_ms();
+    let old = Stamp {
+        sent_ms: unix_now_ms() - window - 1_000,
+        ..stamp(b_addr)
+    };
+    holder
+        .send_to(&seal_datagrams(&key, old, 2, &message)[0], b_addr)
+        .await
+        .unwrap();
+    // b gossips with c: a datagram sealed for c is not for b.
+    b.send(c_addr, syn("hello c")).await.unwrap();
+    timeout(ARRIVES, c.recv()).await.unwrap().unwrap();
+    holder
+        .send_to(&seal_datagrams(&key, stamp(c_addr), 3, &message)[0], b_addr)
+        .await
+        .unwrap();
+    assert!(timeout(QUIET, b.recv()).await.is_err(), "nothing opens");
+    assert_eq!(dropped(&b_stats, "replayed"), 3);
+    assert_eq!(dropped(&b_stats, "stale"), 1);
+    assert_eq!(dropped(&b_stats, "misaddressed"), 1);
+    assert_eq!(load(&b_stats.dropped_packets), 5);
+}
+
+fn replay_window_ms() -> u64 {
+    crate::mesh::transport::replay::WINDOW.as_millis() as u64
+}
+
+/// A rolling keyring: both keys open, the first seals; a member that has
+/// not yet added the new key cannot open what the new primary sealed.
+#[tokio::test]
+async fn a_keyring_opens_under_any_key_and_seals_under_the_first() {
+    use crate::mesh::keyring::KeySet;
+    let (old, new) = (ClusterKey::generate(), ClusterKey::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.key");
+    let write = |keys: &[&ClusterKey]| {
+        let text: String = keys.iter().map(|k| format!("{}\n", k.to_hex())).collect();
+        std::fs::write(&file, text).unwrap();
+    };
+    write(&[&old]);
+    let ring = Keyring::new(KeySet::load(&file).unwrap(), Some(file.clone()));
+    let (mut a, _) = socket_with(ring.clone()).await;
+    let (mut b, b_stats) = socket(&old).await;
+    let (mut c, _) = socket(&new).await;
+    let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+
+    write(&[&old, &new]);
+    ring.reload().unwrap();
+    a.send(b_addr, syn("under the old key")).await.unwrap();
+    timeout(ARRIVES, b.recv()).await.unwrap().unwrap();
+    c.send(a_addr, syn("under the new key")).await.unwrap();
+    let received = timeout(ARRIVES, a.recv()).await.unwrap().unwrap();
+    assert_eq!(received.envelope, syn("under the new key"));
+
+    write(&[&new, &old]);
+    ring.reload().unwrap();
+    b.send(a_addr, syn("still the old key")).await.unwrap();
+    timeout(ARRIVES, a.recv()).await.unwrap().unwrap();
+    a.send(b_addr, syn("sealed under the new key"))
+        .await
+        .unwrap();
+    assert!(timeout(QUIET, b.recv()).await.is_err());
+    assert_eq!(dropped(&b_stats, "unauthenticated"), 1);
 }
