@@ -24,8 +24,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::spec::AppSpec;
 
-/// How long a removal is remembered, so a node that missed it learns it.
-pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a removal is remembered by default, so a node that missed it
+/// learns it (`shoal host --tombstone-lifetime`).
+pub(crate) const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One app's desired state, as decided by the node that accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,9 +92,9 @@ impl Desired {
 
     /// The records of `records` that would change this state at `now`:
     /// those that supersede what is known of their name, less removals
-    /// older than [`TOMBSTONE_TTL`] (already collected here).
-    pub(crate) fn news(&self, records: Vec<Record>, now: u64) -> Vec<Record> {
-        let horizon = now.saturating_sub(TOMBSTONE_TTL.as_secs());
+    /// older than the tombstone `lifetime` (already collected here).
+    pub(crate) fn news(&self, records: Vec<Record>, now: u64, lifetime: Duration) -> Vec<Record> {
+        let horizon = now.saturating_sub(lifetime.as_secs());
         records
             .into_iter()
             .filter(|r| r.spec.is_some() || r.at >= horizon)

@@ -81,6 +81,12 @@ pub(crate) struct Host {
     /// This node's weight in placement (default: `--max-instances`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     capacity: Option<u32>,
+
+    /// How long a removal is remembered so that a node that missed it
+    /// learns it; a node away longer cannot bring removed apps back. For
+    /// tests: every member of a mesh needs the same value.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, hide = true)]
+    tombstone_lifetime: Duration,
 }
 
 impl Host {
@@ -130,6 +136,7 @@ impl Host {
                 data_dir,
                 max_memory: self.max_memory,
                 max_instances: self.max_instances,
+                tombstone_lifetime: self.tombstone_lifetime,
             },
             listen: self.listen,
             admin: self.admin,

@@ -12,7 +12,7 @@ pub(crate) mod sync;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig};
@@ -21,7 +21,7 @@ pub(crate) use self::error::NodeError;
 use crate::apps::{Apps, Deployed};
 use crate::clock::unix_now;
 use crate::compiler::ChildCompiler;
-use crate::desired::{Desired, Record, Snapshot, TOMBSTONE_TTL};
+use crate::desired::{Desired, Record, Snapshot};
 use crate::guest_logs::LogBook;
 use crate::mesh::Mesh;
 use crate::mesh::placement::Placement;
@@ -37,6 +37,8 @@ pub(crate) struct NodeConfig {
     pub max_memory: u64,
     /// Instances running at once, host-wide (the pool's size).
     pub max_instances: u32,
+    /// How long a removal is remembered (`--tombstone-lifetime`).
+    pub tombstone_lifetime: Duration,
 }
 
 /// Desired states remembered to decode other nodes' readiness against.
@@ -285,7 +287,7 @@ impl Node {
     pub(crate) async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
         let _changes = self.changes.lock().await;
         let mut desired = (*self.desired()).clone();
-        let news = desired.news(records, unix_now());
+        let news = desired.news(records, unix_now(), self.config.tombstone_lifetime);
         if news.is_empty() {
             return Ok(0);
         }
@@ -304,14 +306,17 @@ impl Node {
     /// Forgets removals past their time, here and in the store.
     pub(crate) async fn collect_tombstones(&self) -> anyhow::Result<()> {
         let _changes = self.changes.lock().await;
-        let horizon = unix_now().saturating_sub(TOMBSTONE_TTL.as_secs());
+        let lifetime = self.config.tombstone_lifetime.as_secs();
+        let horizon = unix_now().saturating_sub(lifetime);
         let mut desired = (*self.desired()).clone();
-        if desired.collect_tombstones(horizon) == 0 {
+        let collected = desired.collect_tombstones(horizon);
+        if collected == 0 {
             return Ok(());
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.collect_tombstones(horizon)).await??;
         self.set_desired(desired);
+        tracing::info!(removals = collected, lifetime_secs = lifetime, "collected old removals");
         Ok(())
     }
 

@@ -22,7 +22,8 @@ const TICK: Duration = Duration::from_millis(500);
 /// Pulls started per round, so a node that joins a big mesh does not ask
 /// everyone at once.
 pub(crate) const PULLS_PER_ROUND: usize = 2;
-/// How often old removals are collected.
+/// How often old removals are collected (more often for a tombstone
+/// lifetime under two hours).
 const COLLECT_EVERY: Duration = Duration::from_secs(3600);
 /// One warning per peer per this interval: a dead peer stays in view
 /// until the failure detector notices.
@@ -115,10 +116,11 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds = Rounds::default();
     let mut collected = Instant::now();
+    let collect_every = COLLECT_EVERY.min(node.config.tombstone_lifetime / 2);
     loop {
         let view = node.mesh.membership.members();
         round(&node, &view, &mut rounds).await;
-        if collected.elapsed() > COLLECT_EVERY {
+        if collected.elapsed() > collect_every {
             collected = Instant::now();
             if let Err(error) = node.collect_tombstones().await {
                 tracing::warn!(error = format!("{error:#}"), "cannot collect old removals");

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::unix_now;
-use crate::desired::{Desired, Record, Snapshot};
+use crate::desired::{Desired, Record, Snapshot, TOMBSTONE_LIFETIME};
 use crate::mesh::key::SEAL_OVERHEAD;
 use crate::mesh::membership::{GossipConfig, InMemoryNetwork, Member, Members, Membership, keys};
 use crate::mesh::placement::Placement;
@@ -111,7 +111,7 @@ impl Replica for SimReplica<'_> {
 
     async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
         let mut desired = self.node.desired.lock().unwrap_or_else(|e| e.into_inner());
-        let news = desired.news(records, unix_now());
+        let news = desired.news(records, unix_now(), TOMBSTONE_LIFETIME);
         let count = news.len();
         for record in news {
             desired.merge(record);
