@@ -97,7 +97,7 @@ impl Host {
                 "no data directory: set `--data-dir` or `SHOAL_DATA_DIR` (HOME is not set)"
             ),
         };
-        std::fs::create_dir_all(&data_dir).with_context(|| {
+        crate::dirs::create_private_dir(&data_dir).with_context(|| {
             format!(
                 "cannot create data directory `{}`; choose another with `--data-dir`",
                 data_dir.display()
