@@ -140,6 +140,10 @@ fn addr(i: usize) -> SocketAddr {
 fn app_spec(name: &str) -> AppSpec {
     let mut spec = AppSpec::named(name);
     spec.component = format!("{:064x}", name.len());
+    // Valid as a user would deploy it: peers vet what they merge.
+    spec.timeout_ms = 30_000;
+    spec.memory = 128 << 20;
+    spec.max_concurrency = 10;
     spec
 }
 
