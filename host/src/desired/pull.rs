@@ -45,6 +45,9 @@ pub(crate) struct Changes {
     pub horizon: u64,
     /// Records refused, by name, with the reason.
     pub refused: Vec<(String, String)>,
+    /// The peer's horizon, if it was ignored: later than any removal old
+    /// enough to be forgotten (a clock far ahead).
+    pub ignored_horizon: Option<u64>,
 }
 
 impl Changes {
@@ -66,18 +69,22 @@ impl Desired {
         let skew = skew(lifetime);
         let collected = now.saturating_sub(lifetime.as_secs());
         let mut held: HashSet<String> = pulled.unread.into_iter().collect();
-        let mut changes = Changes {
-            horizon: self.horizon.max(pulled.horizon),
-            ..Changes::default()
+        let mut changes = Changes::default();
+        let theirs = if pulled.horizon > collected.saturating_add(vet::MAX_AHEAD_SECS) {
+            changes.ignored_horizon = Some(pulled.horizon);
+            0
+        } else {
+            pulled.horizon
         };
+        changes.horizon = self.horizon.max(theirs);
         for record in pulled.records {
             held.insert(record.name.clone());
-            if let Err(why) = vet::vet(&record, now) {
-                changes.refused.push((record.name, why));
-                continue;
-            }
             let known = self.get(&record.name);
             if known.is_some_and(|known| !record.supersedes(known)) {
+                continue;
+            }
+            if let Err(why) = vet::vet(&record, now) {
+                changes.refused.push((record.name, why));
                 continue;
             }
             if record.spec.is_none() {
@@ -99,7 +106,7 @@ impl Desired {
         changes.forget = self
             .apps()
             .map(|(record, _)| record)
-            .filter(|r| !held.contains(&r.name) && r.at.saturating_add(skew) < pulled.horizon)
+            .filter(|r| !held.contains(&r.name) && r.at.saturating_add(skew) < theirs)
             .cloned()
             .collect();
         changes
@@ -228,6 +235,15 @@ mod tests {
         // Within the skew (100 s for this lifetime) of the horizon: kept.
         let changes = stayed.changes(pulled(0, vec![live("close", 1, 7_950)]), NOW, LIFETIME);
         assert_eq!(names(&changes.news), ["close"]);
+    }
+
+    #[test]
+    fn a_horizon_from_a_clock_far_ahead_is_ignored() {
+        let here = Desired::new([live("mine", 1, 9_000)], 0);
+        let changes = here.changes(pulled(NOW + 10_000, Vec::new()), NOW, LIFETIME);
+        assert_eq!(changes.ignored_horizon, Some(NOW + 10_000));
+        assert!(changes.forget.is_empty());
+        assert_eq!(changes.horizon, 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(crate) const MAX_VERSION: u64 = 1 << 53;
 /// How far ahead of this node's clock a record's time may be. Peer calls
 /// already need clocks within two minutes; a record keeps the time of the
 /// node that made it, so this allows for that node's clock too.
-const MAX_AHEAD_SECS: u64 = 3600;
+pub(crate) const MAX_AHEAD_SECS: u64 = 3600;
 /// The largest spec accepted, as JSON: what the admin API accepts.
 pub(crate) const MAX_SPEC_BYTES: usize = 1 << 20;
 

@@ -23,9 +23,9 @@ use crate::spec::redacted;
 pub(crate) const TOKEN_HEADER: &str = "x-shoal-peer";
 /// Largest answer read (a component of the largest upload, sealed).
 const MAX_ANSWER: u64 = 2 << 30;
-/// Largest state answer read: a thousand apps of the largest spec the
-/// admin API accepts, far past what a mesh holds.
-const MAX_STATE: u64 = 1 << 30;
+/// Largest state answer read: over a hundred thousand apps of a
+/// kilobyte or two each, far past what a mesh holds.
+const MAX_STATE: u64 = 256 << 20;
 
 /// How sealed answers of a route are opened.
 #[derive(Clone, Copy)]

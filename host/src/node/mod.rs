@@ -311,6 +311,9 @@ impl Node {
         for (app, why) in &changes.refused {
             tracing::warn!(%peer, app = %app.escape_debug(), why = %why, "refused a record from a peer");
         }
+        if let Some(horizon) = changes.ignored_horizon {
+            tracing::warn!(%peer, horizon, "ignored a peer's tombstone horizon that lies in the future; keep members' clocks in sync (NTP)");
+        }
         if changes.is_empty(&desired) {
             return Ok(0);
         }
