@@ -159,7 +159,11 @@ fn a_field_added_by_a_newer_node_does_not_break_a_pull() {
     assert!(status.success(), "{stderr}");
     let key_arg = ["--cluster-key-file", key.to_str().unwrap()];
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = Shoal::host(&bin(), &data_a, &[&key_arg[..], &["--name", "node-a"]].concat());
+    let a = Shoal::host(
+        &bin(),
+        &data_a,
+        &[&key_arg[..], &["--name", "node-a"]].concat(),
+    );
     deploy(&a, guests::HELLO, "hello", &[]);
     stop(a);
     let db = rusqlite::Connection::open(data_a.join("shoal.db")).unwrap();
@@ -170,7 +174,11 @@ fn a_field_added_by_a_newer_node_does_not_break_a_pull() {
     .unwrap();
     drop(db);
 
-    let a = Shoal::host(&bin(), &data_a, &[&key_arg[..], &["--name", "node-a"]].concat());
+    let a = Shoal::host(
+        &bin(),
+        &data_a,
+        &[&key_arg[..], &["--name", "node-a"]].concat(),
+    );
     let join = a.gossip_addr();
     let b = Shoal::host(
         &bin(),

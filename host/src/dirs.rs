@@ -43,9 +43,7 @@ pub(crate) fn create_private_file(file: &Path) -> std::io::Result<()> {
         .open(file)
     {
         Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            make_private(file)
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => make_private(file),
         Err(error) => Err(error),
     }
 }

@@ -301,16 +301,22 @@ pub(crate) mod tests {
         assert_eq!(read.unknown_field(), Some("added_later"));
         assert_eq!(serde_json::to_value(&read).unwrap(), json);
         let debug = format!("{read:?}");
-        assert!(debug.contains("API_KEY") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(
+            debug.contains("API_KEY") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
         assert_eq!(spec("a").unknown_field(), None);
     }
 
     #[test]
     fn json_errors_are_told_without_the_values() {
-        let error = serde_json::from_str::<AppSpec>(r#"{"name": "a", "memory": "s3cr3t"}"#)
-            .unwrap_err();
+        let error =
+            serde_json::from_str::<AppSpec>(r#"{"name": "a", "memory": "s3cr3t"}"#).unwrap_err();
         let told = redacted(&error);
-        assert!(!told.contains("s3cr3t") && told.contains("invalid type"), "{told}");
+        assert!(
+            !told.contains("s3cr3t") && told.contains("invalid type"),
+            "{told}"
+        );
     }
 
     #[test]

@@ -218,7 +218,10 @@ mod tests {
 
     #[test]
     fn digest_ignores_tombstones_and_sees_versions() {
-        let with = Desired::new([record("a", 1, "n", true), record("gone", 3, "n", false)], 0);
+        let with = Desired::new(
+            [record("a", 1, "n", true), record("gone", 3, "n", false)],
+            0,
+        );
         let mut without = Desired::new([record("a", 1, "n", true)], 0);
         assert_eq!(with.snapshot().digest, without.snapshot().digest);
         without.merge(record("a", 2, "n", true));

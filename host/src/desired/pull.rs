@@ -230,8 +230,10 @@ mod tests {
             LIFETIME,
         );
         assert_eq!(names(&changes.news), ["old", "close"]);
-        let mut stayed = Desired::default();
-        stayed.horizon = 8_000;
+        let stayed = Desired {
+            horizon: 8_000,
+            ..Desired::default()
+        };
         // Within the skew (100 s for this lifetime) of the horizon: kept.
         let changes = stayed.changes(pulled(0, vec![live("close", 1, 7_950)]), NOW, LIFETIME);
         assert_eq!(names(&changes.news), ["close"]);
@@ -258,11 +260,8 @@ mod tests {
     fn invalid_records_are_refused_with_the_reason() {
         let mut bad = live("ok", 1, 9_000);
         bad.spec.as_mut().unwrap().component = "nope".into();
-        let changes = Desired::default().changes(
-            pulled(0, vec![bad, live("fine", 1, 9_000)]),
-            NOW,
-            LIFETIME,
-        );
+        let changes =
+            Desired::default().changes(pulled(0, vec![bad, live("fine", 1, 9_000)]), NOW, LIFETIME);
         assert_eq!(names(&changes.news), ["fine"]);
         assert!(changes.refused[0].1.contains("component"));
     }

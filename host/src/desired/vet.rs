@@ -96,7 +96,8 @@ mod tests {
         };
         assert_eq!(vet(&tombstone, 1_000), Ok(()));
 
-        let cases: [(fn(&mut Record), &str); 8] = [
+        type Spoil = fn(&mut Record);
+        let cases: [(Spoil, &str); 8] = [
             (|r| r.name = "../etc".into(), "invalid app name"),
             (|r| r.origin = "a b".into(), "origin"),
             (|r| r.version = 0, "version 0"),

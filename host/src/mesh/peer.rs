@@ -113,7 +113,9 @@ impl PeerClient {
             .get(peer, "/v1/peer/state".into(), Sealing::Bound, MAX_STATE)
             .await?
             .with_context(|| {
-                format!("peer {peer} has no state API; it runs an older version of Shoal: upgrade it")
+                format!(
+                    "peer {peer} has no state API; it runs an older version of Shoal: upgrade it"
+                )
             })?;
         let wire: StateWire = serde_json::from_slice(&bytes).map_err(|e| {
             anyhow::anyhow!(
@@ -126,7 +128,10 @@ impl PeerClient {
             ..Pulled::default()
         };
         for value in wire.records {
-            let name = value.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+            let name = value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned);
             match serde_json::from_value::<Record>(value) {
                 Ok(record) => pulled.records.push(record),
                 Err(error) => {

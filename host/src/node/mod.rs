@@ -318,8 +318,8 @@ impl Node {
             return Ok(0);
         }
         let store = self.store.clone();
-        let changes = tokio::task::spawn_blocking(move || store.apply(&changes).map(|_| changes))
-            .await??;
+        let changes =
+            tokio::task::spawn_blocking(move || store.apply(&changes).map(|_| changes)).await??;
         for record in &changes.news {
             tracing::info!(app = %record.name, version = record.version, origin = %record.origin, removed = record.spec.is_none(), "learned from the mesh");
         }
@@ -345,7 +345,12 @@ impl Node {
         tokio::task::spawn_blocking(move || store.collect_tombstones(before)).await??;
         let horizon = desired.horizon();
         self.set_desired(desired);
-        tracing::info!(removals = collected, lifetime_secs = lifetime, horizon, "collected old removals");
+        tracing::info!(
+            removals = collected,
+            lifetime_secs = lifetime,
+            horizon,
+            "collected old removals"
+        );
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::write_durably;
+use super::durable::write_durably;
 
 /// Where component files live, and where corrupt ones are moved.
 pub(crate) struct Components {
@@ -119,8 +119,7 @@ impl Components {
             let name = entry.file_name().to_string_lossy().into_owned();
             let is_file = entry.file_type().is_ok_and(|t| t.is_file());
             let ours = is_file
-                && (name.starts_with(".tmp")
-                    || name.strip_suffix(".wasm").is_some_and(is_sha256));
+                && (name.starts_with(".tmp") || name.strip_suffix(".wasm").is_some_and(is_sha256));
             if !ours {
                 tracing::warn!(path = %path.display(), "skipping an entry of the component folder that shoal did not write; move it elsewhere");
                 continue;

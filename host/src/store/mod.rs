@@ -14,18 +14,18 @@
 //! All calls block: run them on a blocking thread.
 
 pub(crate) mod components;
+mod durable;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub(crate) use self::components::Corrupt;
 use self::components::Components;
+pub(crate) use self::components::Corrupt;
+pub(crate) use self::durable::write_durably;
 use crate::desired::Record;
 use crate::desired::pull::Changes;
 use crate::spec::{AppSpec, redacted};
@@ -205,7 +205,8 @@ fn open_private(path: &Path) -> anyhow::Result<Connection> {
             })?;
         }
     }
-    let db = Connection::open(path).with_context(|| format!("cannot open the database `{shown}`"))?;
+    let db =
+        Connection::open(path).with_context(|| format!("cannot open the database `{shown}`"))?;
     db.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -269,18 +270,6 @@ fn put_in(tx: &rusqlite::Transaction, record: &Record) -> anyhow::Result<bool> {
         ],
     )?;
     Ok(true)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old contents or
-/// the new, never a mix: temporary file, sync, rename, sync the directory.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]
