@@ -198,6 +198,21 @@ fn a_field_added_by_a_newer_node_does_not_break_a_pull() {
         })
         .unwrap();
     assert!(spec.contains("\"added_later\":\"kept\""), "{spec}");
+
+    // What a user sends stays strict: the same field through the admin
+    // API is refused, by name.
+    let mut view: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    view["added_later"] = serde_json::json!("typo");
+    let token = std::fs::read_to_string(data_b.join("token")).unwrap();
+    let reply = shoal_test_support::agent()
+        .put(format!("{}/v1/apps/hello", b.admin_url()))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .header("content-type", "application/json")
+        .send(view.to_string())
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    let body = reply.into_body().read_to_string().unwrap();
+    assert!(body.contains("unknown field `added_later`"), "{body}");
 }
 
 #[test]
@@ -269,6 +284,7 @@ fn a_corrupt_component_heals_from_a_peer() {
     mesh.stop(1);
     substitute(mesh.data(1), &sha256);
     mesh.restart(1);
+    let restarted = Instant::now();
 
     let b = mesh.host(1);
     wait_until(CONVERGE, "node-b to heal its copy", || {
@@ -278,6 +294,10 @@ fn a_corrupt_component_heals_from_a_peer() {
     wait_until(CONVERGE, "node-b to serve hello itself", || {
         admin_get(b, "/v1/apps/hello").1["status"] == "ready"
     });
+    eprintln!(
+        "heal: node-b serves the right bytes {:?} after its admin API came up",
+        restarted.elapsed()
+    );
     let reply = b.get("/hello/env-count");
     assert_eq!(
         (reply.status, reply.body.as_str()),
@@ -306,13 +326,18 @@ fn a_node_away_longer_than_the_tombstone_lifetime_brings_nothing_back() {
     }
 
     mesh.restart(2);
+    let restarted = Instant::now();
+    wait_until(CONVERGE, "node-c to forget gone", || {
+        !knows(mesh.host(2), "gone")
+    });
+    eprintln!(
+        "return: node-c forgot gone {:?} after its admin API came up",
+        restarted.elapsed()
+    );
     // Something new still reaches every node, C included.
     deploy(mesh.host(1), guests::HELLO, "fresh", &[]);
     wait_until(CONVERGE, "every node to know fresh", || {
         mesh.live().all(|host| knows(host, "fresh"))
-    });
-    wait_until(CONVERGE, "node-c to forget gone", || {
-        !knows(mesh.host(2), "gone")
     });
     // Past a few sync rounds, nobody brought it back.
     std::thread::sleep(Duration::from_secs(3));
