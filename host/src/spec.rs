@@ -3,6 +3,7 @@
 //! flags, `shoal.toml`, raw API calls) gets the same answers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,8 +12,13 @@ use shoal_runtime::{Limits, OutboundRule, Policy};
 use crate::replicas::Replicas;
 
 /// One app's desired state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read leniently: fields a newer version added land in `extra` and are
+/// written back as they came, so a record passes through a node of an
+/// older version intact and a database written by a newer one still
+/// opens. What a user sends is strict: the admin API refuses a spec with
+/// [`unknown_field`](AppSpec::unknown_field)s.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct AppSpec {
     /// `[a-z0-9-]`, 1 to 63 characters, starting and ending alphanumeric.
     pub name: String,
@@ -35,6 +41,30 @@ pub(crate) struct AppSpec {
     /// How many nodes of a mesh serve it.
     #[serde(default)]
     pub replicas: Replicas,
+    /// Fields this version does not know, from a newer one.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Env values and fields of newer versions may be secrets: `Debug` shows
+/// their names only.
+impl fmt::Debug for AppSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppSpec")
+            .field("name", &self.name)
+            .field("component", &self.component)
+            .field("route", &self.route)
+            .field("hostname", &self.hostname)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("memory", &self.memory)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_queue", &self.max_queue)
+            .field("allow_outbound", &self.allow_outbound)
+            .field("replicas", &self.replicas)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Why a spec was refused; the message names the field and the fix.
@@ -58,7 +88,14 @@ impl AppSpec {
             max_queue: 0,
             allow_outbound: Vec::new(),
             replicas: Replicas::default(),
+            extra: BTreeMap::new(),
         }
+    }
+
+    /// A field this version does not know (sent by a newer client, or
+    /// misspelt), if there is one.
+    pub(crate) fn unknown_field(&self) -> Option<&str> {
+        self.extra.keys().next().map(String::as_str)
     }
 
     /// The route this app is served under: its own, else `/NAME` (a hostname
@@ -140,7 +177,21 @@ impl AppSpec {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), SpecError> {
+/// What a JSON error says, with every quoted string in it blanked: serde
+/// quotes the value it could not read (`invalid type: string "…"`), and a
+/// stored or sent spec holds env values.
+pub(crate) fn redacted(error: &serde_json::Error) -> String {
+    let mut out = String::new();
+    for (i, part) in error.to_string().split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        out.push_str(if i % 2 == 1 { "…" } else { part });
+    }
+    out
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -208,6 +259,7 @@ pub(crate) mod tests {
             max_queue: 10,
             allow_outbound: vec![],
             replicas: Replicas::default(),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -238,6 +290,33 @@ pub(crate) mod tests {
         let mut s = spec("a");
         s.allow_outbound = vec!["x/y".into()];
         assert!(s.validate(1 << 30).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_named_and_secrets_stay_out_of_debug() {
+        let mut json = serde_json::to_value(spec("a")).unwrap();
+        json["added_later"] = serde_json::json!({ "x": 1 });
+        json["env"] = serde_json::json!({ "API_KEY": "s3cr3t" });
+        let read: AppSpec = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read.unknown_field(), Some("added_later"));
+        assert_eq!(serde_json::to_value(&read).unwrap(), json);
+        let debug = format!("{read:?}");
+        assert!(
+            debug.contains("API_KEY") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
+        assert_eq!(spec("a").unknown_field(), None);
+    }
+
+    #[test]
+    fn json_errors_are_told_without_the_values() {
+        let error =
+            serde_json::from_str::<AppSpec>(r#"{"name": "a", "memory": "s3cr3t"}"#).unwrap_err();
+        let told = redacted(&error);
+        assert!(
+            !told.contains("s3cr3t") && told.contains("invalid type"),
+            "{told}"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ impl From<NodeError> for ApiError {
     fn from(error: NodeError) -> ApiError {
         let status = match &error {
             NodeError::InvalidSpec(_) | NodeError::Uncompilable(_) => StatusCode::BAD_REQUEST,
-            NodeError::NotUploaded(_) | NodeError::NoApp(_) => StatusCode::NOT_FOUND,
+            NodeError::NotUploaded(_) | NodeError::Corrupt(_) | NodeError::NoApp(_) => {
+                StatusCode::NOT_FOUND
+            }
             NodeError::Taken(_) => StatusCode::CONFLICT,
             NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -1,13 +1,16 @@
 //! The peer API, server side (`/v1/peer/...` on the admin listener): the
-//! records and component bytes other nodes pull. Callers prove they hold
-//! the cluster key with a sealed token naming the request; every answer is
-//! sealed with it.
+//! state (records and horizon) and component bytes other nodes pull.
+//! Callers prove they hold the cluster key with a sealed token naming the
+//! request; every answer is sealed with it, the state bound to the token
+//! so it answers that request only. `/v1/peer/records` (records alone,
+//! unbound) stays for nodes of earlier versions.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use super::error::ApiError;
 use super::reply::{AdminBody, body};
+use crate::mesh::answer;
 use crate::mesh::key::Purpose;
 use crate::mesh::peer::TOKEN_HEADER;
 use crate::node::Node;
@@ -37,6 +40,15 @@ pub(crate) fn serve<B>(
         ));
     }
     let plain = match (method, rest) {
+        (&Method::GET, ["state"]) => {
+            let desired = node.desired();
+            let state = serde_json::json!({
+                "horizon": desired.horizon(),
+                "records": desired.records().collect::<Vec<_>>(),
+            });
+            let plain = serde_json::to_vec(&state).map_err(ApiError::internal)?;
+            return Ok(sealed(answer::seal(&node.mesh.key, token, &plain)));
+        }
         (&Method::GET, ["records"]) => {
             let desired = node.desired();
             let records: Vec<_> = desired.records().collect();
@@ -60,11 +72,14 @@ pub(crate) fn serve<B>(
             ));
         }
     };
-    let sealed = node.mesh.key.seal(Purpose::PeerHttp, &plain);
-    let mut response = body(StatusCode::OK, Bytes::from(sealed));
+    Ok(sealed(node.mesh.key.seal(Purpose::PeerHttp, &plain)))
+}
+
+fn sealed(bytes: Vec<u8>) -> Response<AdminBody> {
+    let mut response = body(StatusCode::OK, Bytes::from(bytes));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    Ok(response)
+    response
 }

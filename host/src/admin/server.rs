@@ -239,6 +239,15 @@ async fn deploy(
     let bytes = read_body(request, MAX_JSON, "the app spec", "send a smaller spec").await?;
     let spec: AppSpec = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid app spec: {e}")))?;
+    if let Some(field) = spec.unknown_field() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid app spec: unknown field `{field}`; check its spelling, or upgrade this host (it runs shoal {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
     if spec.name != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -84,6 +84,12 @@ pub(crate) struct Host {
     /// This node's weight in placement (default: `--max-instances`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     capacity: Option<u32>,
+
+    /// How long a removal is remembered so that a node that missed it
+    /// learns it; a node away longer cannot bring removed apps back. For
+    /// tests: every member of a mesh needs the same value.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, hide = true)]
+    tombstone_lifetime: Duration,
 }
 
 impl Host {
@@ -94,7 +100,7 @@ impl Host {
                 "no data directory: set `--data-dir` or `SHOAL_DATA_DIR` (HOME is not set)"
             ),
         };
-        std::fs::create_dir_all(&data_dir).with_context(|| {
+        crate::dirs::create_private_dir(&data_dir).with_context(|| {
             format!(
                 "cannot create data directory `{}`; choose another with `--data-dir`",
                 data_dir.display()
@@ -133,6 +139,7 @@ impl Host {
                 data_dir,
                 max_memory: self.max_memory,
                 max_instances: self.max_instances,
+                tombstone_lifetime: self.tombstone_lifetime,
             },
             listen: self.listen,
             admin: self.admin,

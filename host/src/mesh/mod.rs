@@ -9,10 +9,12 @@
 //! - [`placement`]: who serves what, computed alike by every node.
 //! - [`readiness`]: what each node advertises it serves, decoded into the
 //!   table forwarding reads.
-//! - [`peer`]: the client of other nodes' peer API (records, bytes).
+//! - [`peer`]: the client of other nodes' peer API (records, bytes), whose
+//!   answers are sealed to their request ([`answer`]).
 //! - [`forward`]: sends requests for apps served elsewhere to a ready node.
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
+pub(crate) mod answer;
 pub(crate) mod forward;
 pub mod key;
 pub mod keyring;

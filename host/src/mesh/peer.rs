@@ -1,21 +1,49 @@
 //! The peer HTTP API, client side: bulk state moves here, never over
 //! gossip. Requests carry a token sealed under the cluster key
 //! (`x-shoal-peer`), and answers come back sealed, so only holders of the
-//! key can ask, and nobody on the wire can read env values or bytes.
+//! key can ask, and nobody on the wire can read env values or bytes. The
+//! state answer is sealed to its request ([`answer`](super::answer)), so
+//! an old one cannot be replayed; component bytes are checked against
+//! the sha256 asked for, which no replay can change.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use serde::Deserialize;
+
+use super::answer;
 use super::key::Purpose;
 use super::keyring::Keyring;
 use crate::desired::Record;
+use crate::desired::pull::Pulled;
+use crate::spec::redacted;
 
 /// The header that authenticates a peer request.
 pub(crate) const TOKEN_HEADER: &str = "x-shoal-peer";
 /// Largest answer read (a component of the largest upload, sealed).
 const MAX_ANSWER: u64 = 2 << 30;
+/// Largest state answer read: over a hundred thousand apps of a
+/// kilobyte or two each, far past what a mesh holds.
+const MAX_STATE: u64 = 256 << 20;
+
+/// How sealed answers of a route are opened.
+#[derive(Clone, Copy)]
+enum Sealing {
+    /// Bound to the request's token (the state).
+    Bound,
+    /// Under the purpose alone (component bytes, checked by their hash).
+    Plain,
+}
+
+/// The state answer as sent: records stay raw until each is read, so one
+/// this version cannot read does not cost the others.
+#[derive(Deserialize)]
+struct StateWire {
+    horizon: u64,
+    records: Vec<serde_json::Value>,
+}
 
 #[derive(Clone)]
 pub(crate) struct PeerClient {
@@ -35,14 +63,20 @@ impl PeerClient {
     }
 
     /// GETs `path` from `peer` and opens the sealed answer; `None` on 404.
-    async fn get(&self, peer: SocketAddr, path: String) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(
+        &self,
+        peer: SocketAddr,
+        path: String,
+        sealing: Sealing,
+        limit: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let client = self.clone();
         tokio::task::spawn_blocking(move || {
             let token = client.key.peer_token("GET", &path);
             let mut response = client
                 .agent
                 .get(format!("http://{peer}{path}"))
-                .header(TOKEN_HEADER, token)
+                .header(TOKEN_HEADER, &token)
                 .call()
                 .with_context(|| format!("peer {peer} did not answer GET {path}"))?;
             let status = response.status();
@@ -52,7 +86,7 @@ impl PeerClient {
             let body = response
                 .body_mut()
                 .with_config()
-                .limit(MAX_ANSWER)
+                .limit(limit)
                 .read_to_vec()
                 .with_context(|| format!("reading GET {path} from peer {peer}"))?;
             anyhow::ensure!(
@@ -60,24 +94,55 @@ impl PeerClient {
                 "peer {peer} answered GET {path} with {status}: {}",
                 String::from_utf8_lossy(&body)
             );
-            let opened = client.key.open(Purpose::PeerHttp, &body).with_context(|| {
-                format!("the answer of peer {peer} is not sealed with this mesh's cluster key")
+            let opened = match sealing {
+                Sealing::Bound => answer::open(&client.key, &token, &body),
+                Sealing::Plain => client.key.open(Purpose::PeerHttp, &body),
+            };
+            let opened = opened.with_context(|| {
+                format!("the answer of peer {peer} to GET {path} is not sealed with this mesh's cluster key for this request")
             })?;
             Ok(Some(opened))
         })
         .await?
     }
 
-    /// Every record `peer` holds, removals included.
-    pub(crate) async fn records(&self, peer: SocketAddr) -> anyhow::Result<Vec<Record>> {
+    /// Every record `peer` holds, removals included, and its horizon.
+    /// Records this version cannot read are logged and named in
+    /// [`Pulled::unread`].
+    pub(crate) async fn state(&self, peer: SocketAddr) -> anyhow::Result<Pulled> {
         let bytes = self
-            .get(peer, "/v1/peer/records".into())
+            .get(peer, "/v1/peer/state".into(), Sealing::Bound, MAX_STATE)
             .await?
             .with_context(|| {
-                format!("peer {peer} has no records API; is it running this version of Shoal?")
+                format!(
+                    "peer {peer} has no state API; it runs an older version of Shoal: upgrade it"
+                )
             })?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("peer {peer} sent records this version cannot read"))
+        let wire: StateWire = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "peer {peer} sent a state this version cannot read: {}",
+                redacted(&e)
+            )
+        })?;
+        let mut pulled = Pulled {
+            horizon: wire.horizon,
+            ..Pulled::default()
+        };
+        for value in wire.records {
+            let name = value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned);
+            match serde_json::from_value::<Record>(value) {
+                Ok(record) => pulled.records.push(record),
+                Err(error) => {
+                    let name = name.unwrap_or_default();
+                    tracing::warn!(%peer, app = %name.escape_debug(), problem = %redacted(&error), "a peer's record cannot be read by this version of shoal; skipped");
+                    pulled.unread.push(name);
+                }
+            }
+        }
+        Ok(pulled)
     }
 
     /// The bytes of component `sha256`, if `peer` has them.
@@ -86,7 +151,7 @@ impl PeerClient {
         peer: SocketAddr,
         sha256: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        self.get(peer, format!("/v1/peer/components/{sha256}"))
-            .await
+        let path = format!("/v1/peer/components/{sha256}");
+        self.get(peer, path, Sealing::Plain, MAX_ANSWER).await
     }
 }

@@ -29,6 +29,7 @@ use crate::mesh::placement::Placement;
 use crate::mesh::readiness::{self, ReadyTable};
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
+use crate::store::Corrupt;
 
 /// How often a pass runs with no change.
 const TICK: Duration = Duration::from_millis(500);
@@ -239,12 +240,22 @@ async fn advertise(node: &Node, desired: &Desired) -> anyhow::Result<()> {
     readiness::advertise(&node.mesh.membership, &snapshot, &ready, load).await
 }
 
-/// Serves `spec` here: bytes (from a peer if need be), compile, install.
+/// Serves `spec` here: bytes (from a peer if they are missing or no
+/// longer match their sha256), compile, install.
 async fn install(node: &Arc<Node>, record: &Record, spec: &AppSpec) -> anyhow::Result<()> {
     if !node.store.has_component(&spec.component) {
         fetch(node, &spec.component, &record.origin).await?;
     }
-    let bytes = node.store.read_component(&spec.component)?;
+    let bytes = match read(node, &spec.component).await {
+        Err(error) if error.is::<Corrupt>() => {
+            tracing::error!(app = %spec.name, error = %error, "a component file no longer matches its sha256; fetching it again from a peer");
+            fetch(node, &spec.component, &record.origin)
+                .await
+                .with_context(|| format!("app `{}`: {error}", spec.name))?;
+            read(node, &spec.component).await?
+        }
+        bytes => bytes?,
+    };
     let started = Instant::now();
     let compiled = node
         .compile(Arc::new(bytes))
@@ -262,6 +273,12 @@ async fn install(node: &Arc<Node>, record: &Record, spec: &AppSpec) -> anyhow::R
         tracing::info!(app = %spec.name, version = record.version, "serving here");
     }
     Ok(())
+}
+
+/// The stored bytes of `sha256`, checked, read on a blocking thread.
+async fn read(node: &Node, sha256: &str) -> anyhow::Result<Vec<u8>> {
+    let (store, sha256) = (node.store.clone(), sha256.to_string());
+    tokio::task::spawn_blocking(move || store.read_component(&sha256)).await?
 }
 
 /// Copies component `sha256` from a live peer (the node that accepted it
@@ -296,6 +313,9 @@ async fn fetch(node: &Arc<Node>, sha256: &str, origin: &str) -> anyhow::Result<(
     }
     match last_error {
         Some(error) => Err(error.context(format!("no live peer could send component {sha256}"))),
+        None if members.live().all(|m| m.name == members.me) => anyhow::bail!(
+            "component {sha256} is not stored here and this node has no live peer to fetch it from; deploy the app again with `shoal deploy FILE.wasm`"
+        ),
         None => anyhow::bail!("no live peer has component {sha256} yet"),
     }
 }

@@ -15,6 +15,9 @@ pub(crate) enum NodeError {
         "component `{0}` was never uploaded; upload it first (`shoal deploy FILE.wasm` does both)"
     )]
     NotUploaded(String),
+    /// The stored bytes no longer matched their sha256 (moved aside).
+    #[error("{0}; upload the component again (`shoal deploy FILE.wasm` does both)")]
+    Corrupt(String),
     /// Another app holds the route or hostname.
     #[error("{0}")]
     Taken(String),

@@ -7,12 +7,13 @@
 
 pub(crate) mod control;
 mod error;
+mod restore;
 pub(crate) mod sync;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig};
@@ -21,13 +22,14 @@ pub(crate) use self::error::NodeError;
 use crate::apps::{Apps, Deployed};
 use crate::clock::unix_now;
 use crate::compiler::ChildCompiler;
-use crate::desired::{Desired, Record, Snapshot, TOMBSTONE_TTL};
+use crate::desired::pull::Pulled;
+use crate::desired::{Desired, Record, Snapshot};
 use crate::guest_logs::LogBook;
 use crate::mesh::Mesh;
 use crate::mesh::placement::Placement;
 use crate::metrics::Metrics;
 use crate::spec::AppSpec;
-use crate::store::Store;
+use crate::store::{Corrupt, Store};
 
 /// What a node's state is made with.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub(crate) struct NodeConfig {
     pub max_memory: u64,
     /// Instances running at once, host-wide (the pool's size).
     pub max_instances: u32,
+    /// How long a removal is remembered (`--tombstone-lifetime`).
+    pub tombstone_lifetime: Duration,
 }
 
 /// Desired states remembered to decode other nodes' readiness against.
@@ -205,7 +209,15 @@ impl Node {
         if let Some(conflict) = self.conflict(&spec) {
             return Err(NodeError::Taken(conflict));
         }
-        let bytes = self.store.read_component(&spec.component)?;
+        let store = self.store.clone();
+        let sha256 = spec.component.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.read_component(&sha256))
+            .await
+            .map_err(|e| NodeError::Internal(e.into()))?
+            .map_err(|error| match error.downcast::<Corrupt>() {
+                Ok(corrupt) => NodeError::Corrupt(corrupt.to_string()),
+                Err(error) => NodeError::Internal(error),
+            })?;
         let started = Instant::now();
         let compiled = self.compile(Arc::new(bytes)).await?;
         self.metrics.compiled(&spec.name, started.elapsed());
@@ -241,7 +253,16 @@ impl Node {
     async fn persist(&self, record: &Record) -> Result<(), NodeError> {
         let store = self.store.clone();
         let record = record.clone();
-        blocking(move || store.put_record(&record).map(|_| ())).await
+        let saved = blocking(move || store.put_record(&record)).await?;
+        if saved {
+            Ok(())
+        } else {
+            // The store holds a record this version could not read (a newer
+            // one wrote it): what it holds wins, so nothing was saved.
+            Err(NodeError::Internal(anyhow::anyhow!(
+                "the store holds a newer record of this app than this node knows (written by a newer version of shoal?); nothing was changed"
+            )))
+        }
     }
 
     /// Starts serving `spec` here (replacing any older version).
@@ -280,80 +301,57 @@ impl Node {
         Ok(())
     }
 
-    /// Merges records learned from a peer: each is persisted before it is
-    /// believed. Returns how many changed the desired state.
-    pub(crate) async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
+    /// Merges what a pull from `peer` brought ([`Desired::changes`]): what
+    /// changes is persisted before it is believed. Returns how many apps
+    /// changed.
+    pub(crate) async fn merge(&self, peer: &str, pulled: Pulled) -> anyhow::Result<usize> {
         let _changes = self.changes.lock().await;
         let mut desired = (*self.desired()).clone();
-        let news = desired.news(records, unix_now());
-        if news.is_empty() {
+        let changes = desired.changes(pulled, unix_now(), self.config.tombstone_lifetime);
+        for (app, why) in &changes.refused {
+            tracing::warn!(%peer, app = %app.escape_debug(), why = %why, "refused a record from a peer");
+        }
+        if let Some(horizon) = changes.ignored_horizon {
+            tracing::warn!(%peer, horizon, "ignored a peer's tombstone horizon that lies in the future; keep members' clocks in sync (NTP)");
+        }
+        if changes.is_empty(&desired) {
             return Ok(0);
         }
         let store = self.store.clone();
-        let saved = news.clone();
-        tokio::task::spawn_blocking(move || store.put_records(&saved)).await??;
-        let count = news.len();
-        for record in news {
+        let changes =
+            tokio::task::spawn_blocking(move || store.apply(&changes).map(|_| changes)).await??;
+        for record in &changes.news {
             tracing::info!(app = %record.name, version = record.version, origin = %record.origin, removed = record.spec.is_none(), "learned from the mesh");
-            desired.merge(record);
         }
+        for record in &changes.forget {
+            tracing::warn!(app = %record.name, version = record.version, %peer, "forgot an app the mesh removed while this node was away longer than the tombstone lifetime");
+        }
+        desired.apply(&changes);
         self.set_desired(desired);
-        Ok(count)
+        Ok(changes.news.len() + changes.forget.len())
     }
 
     /// Forgets removals past their time, here and in the store.
     pub(crate) async fn collect_tombstones(&self) -> anyhow::Result<()> {
         let _changes = self.changes.lock().await;
-        let horizon = unix_now().saturating_sub(TOMBSTONE_TTL.as_secs());
+        let lifetime = self.config.tombstone_lifetime.as_secs();
+        let before = unix_now().saturating_sub(lifetime);
         let mut desired = (*self.desired()).clone();
-        if desired.collect_tombstones(horizon) == 0 {
+        let collected = desired.collect_tombstones(before);
+        if collected == 0 {
             return Ok(());
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.collect_tombstones(horizon)).await??;
+        tokio::task::spawn_blocking(move || store.collect_tombstones(before)).await??;
+        let horizon = desired.horizon();
         self.set_desired(desired);
+        tracing::info!(
+            removals = collected,
+            lifetime_secs = lifetime,
+            horizon,
+            "collected old removals"
+        );
         Ok(())
-    }
-
-    /// Brings back every stored record, and serves at once every app this
-    /// node compiled before (its code is cached, so it loads in
-    /// milliseconds). The controller installs whatever else placement puts
-    /// here (for a mesh of one, everything) and trims what it puts
-    /// elsewhere once the other holders are ready. An app that fails to
-    /// load is logged and kept in the store, never dropped. Blocks.
-    pub(crate) fn restore(&self) -> anyhow::Result<usize> {
-        let records = self.store.records()?;
-        let removed = self.store.sweep()?;
-        if removed > 0 {
-            tracing::info!(
-                files = removed,
-                "swept component files no deployment refers to"
-            );
-        }
-        let desired = Desired::new(records);
-        let mut restored = 0;
-        for (record, spec) in desired.apps() {
-            if !self.store.has_component(&spec.component) {
-                continue;
-            }
-            let loaded = self
-                .store
-                .read_component(&spec.component)
-                .and_then(|bytes| Ok(self.runtime.compile_cached(&bytes)?));
-            match loaded {
-                Ok(Some(compiled)) => {
-                    self.install(&compiled, spec, record.version);
-                    restored += 1;
-                }
-                // Not compiled here before: the controller compiles it.
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(app = %spec.name, error = format!("{error:#}"), "stored app could not be loaded")
-                }
-            }
-        }
-        self.set_desired(desired);
-        Ok(restored)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Node;
-use crate::desired::Record;
+use crate::desired::pull::Pulled;
 use crate::mesh::membership::{Member, Members};
 use crate::shutdown::Shutdown;
 
@@ -22,7 +22,8 @@ const TICK: Duration = Duration::from_millis(500);
 /// Pulls started per round, so a node that joins a big mesh does not ask
 /// everyone at once.
 pub(crate) const PULLS_PER_ROUND: usize = 2;
-/// How often old removals are collected.
+/// How often old removals are collected (more often for a tombstone
+/// lifetime under two hours).
 const COLLECT_EVERY: Duration = Duration::from_secs(3600);
 /// One warning per peer per this interval: a dead peer stays in view
 /// until the failure detector notices.
@@ -32,10 +33,14 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub(crate) trait Replica {
     /// The digest of the desired state held now.
     fn digest(&self) -> String;
-    /// Every record `peer` holds, removals included.
-    fn pull(&self, peer: &Member) -> impl Future<Output = anyhow::Result<Vec<Record>>> + Send;
-    /// Merges what a peer sent; returns how many records changed the state.
-    fn merge(&self, records: Vec<Record>) -> impl Future<Output = anyhow::Result<usize>> + Send;
+    /// Every record `peer` holds, removals included, and its horizon.
+    fn pull(&self, peer: &Member) -> impl Future<Output = anyhow::Result<Pulled>> + Send;
+    /// Merges what `peer` sent; returns how many apps it changed.
+    fn merge(
+        &self,
+        peer: &str,
+        pulled: Pulled,
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send;
 }
 
 /// What rounds remember between them.
@@ -66,7 +71,7 @@ pub(crate) async fn round(replica: &impl Replica, view: &Members, rounds: &mut R
         }
         pulls += 1;
         match replica.pull(member).await {
-            Ok(records) => match replica.merge(records).await {
+            Ok(pulled) => match replica.merge(&member.name, pulled).await {
                 Ok(0) => {
                     rounds.settled.insert(member.name.clone(), pair);
                 }
@@ -95,15 +100,15 @@ impl Replica for Arc<Node> {
         self.desired().snapshot().digest.clone()
     }
 
-    async fn pull(&self, peer: &Member) -> anyhow::Result<Vec<Record>> {
+    async fn pull(&self, peer: &Member) -> anyhow::Result<Pulled> {
         let addr = peer
             .peer
             .ok_or_else(|| anyhow::anyhow!("peer `{}` advertises no peer API", peer.name))?;
-        self.mesh.peer.records(addr).await
+        self.mesh.peer.state(addr).await
     }
 
-    async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
-        Node::merge(self, records).await
+    async fn merge(&self, peer: &str, pulled: Pulled) -> anyhow::Result<usize> {
+        Node::merge(self, peer, pulled).await
     }
 }
 
@@ -115,10 +120,11 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds = Rounds::default();
     let mut collected = Instant::now();
+    let collect_every = COLLECT_EVERY.min(node.config.tombstone_lifetime / 2);
     loop {
         let view = node.mesh.membership.members();
         round(&node, &view, &mut rounds).await;
-        if collected.elapsed() > COLLECT_EVERY {
+        if collected.elapsed() > collect_every {
             collected = Instant::now();
             if let Err(error) = node.collect_tombstones().await {
                 tracing::warn!(error = format!("{error:#}"), "cannot collect old removals");

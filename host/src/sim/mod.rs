@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::unix_now;
-use crate::desired::{Desired, Record, Snapshot};
+use crate::desired::pull::Pulled;
+use crate::desired::{Desired, Record, Snapshot, TOMBSTONE_LIFETIME};
 use crate::mesh::key::SEAL_OVERHEAD;
 use crate::mesh::membership::{GossipConfig, InMemoryNetwork, Member, Members, Membership, keys};
 use crate::mesh::placement::Placement;
@@ -97,7 +98,7 @@ impl Replica for SimReplica<'_> {
         self.node.digest()
     }
 
-    async fn pull(&self, peer: &Member) -> anyhow::Result<Vec<Record>> {
+    async fn pull(&self, peer: &Member) -> anyhow::Result<Pulled> {
         let peer = self
             .sim
             .node(&peer.name)
@@ -106,17 +107,22 @@ impl Replica for SimReplica<'_> {
         self.sim
             .peer_bytes
             .fetch_add(bytes + SEAL_OVERHEAD as u64, Ordering::Relaxed);
-        Ok(records.to_vec())
+        Ok(Pulled {
+            horizon: peer
+                .desired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .horizon(),
+            records: records.to_vec(),
+            unread: Vec::new(),
+        })
     }
 
-    async fn merge(&self, records: Vec<Record>) -> anyhow::Result<usize> {
+    async fn merge(&self, _peer: &str, pulled: Pulled) -> anyhow::Result<usize> {
         let mut desired = self.node.desired.lock().unwrap_or_else(|e| e.into_inner());
-        let news = desired.news(records, unix_now());
-        let count = news.len();
-        for record in news {
-            desired.merge(record);
-        }
-        Ok(count)
+        let changes = desired.changes(pulled, unix_now(), TOMBSTONE_LIFETIME);
+        desired.apply(&changes);
+        Ok(changes.news.len() + changes.forget.len())
     }
 }
 
@@ -134,6 +140,10 @@ fn addr(i: usize) -> SocketAddr {
 fn app_spec(name: &str) -> AppSpec {
     let mut spec = AppSpec::named(name);
     spec.component = format!("{:064x}", name.len());
+    // Valid as a user would deploy it: peers vet what they merge.
+    spec.timeout_ms = 30_000;
+    spec.memory = 128 << 20;
+    spec.max_concurrency = 10;
     spec
 }
 

@@ -14,6 +14,17 @@
 //! so two nodes with equal digests serve the same apps. Tombstones are left
 //! out of it on purpose: a node that has collected an old tombstone and a
 //! node that still keeps it agree.
+//!
+//! **The horizon.** Removals are forgotten after the tombstone lifetime;
+//! a node's horizon is the time of the newest removal it (or a peer it
+//! learned from) forgot. A live record older than the horizon, for a name
+//! this node has no record of, may be one whose removal was forgotten: it
+//! comes from a node that was away longer than the lifetime, and is
+//! refused rather than brought back ([`pull`] has the rules, [`vet`] what
+//! a peer's record must be).
+
+pub(crate) mod pull;
+pub(crate) mod vet;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -24,8 +35,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::spec::AppSpec;
 
-/// How long a removal is remembered, so a node that missed it learns it.
-pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a removal is remembered by default, so a node that missed it
+/// learns it (`shoal host --tombstone-lifetime`).
+pub(crate) const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One app's desired state, as decided by the node that accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,17 +75,28 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Desired {
     records: BTreeMap<String, Record>,
+    /// Removals made before this time (seconds since the epoch) may have
+    /// been forgotten, here or by a node this one pulled from.
+    horizon: u64,
     /// The snapshot, computed on first use after a change.
     snapshot: OnceLock<Arc<Snapshot>>,
 }
 
 impl Desired {
-    pub(crate) fn new(records: impl IntoIterator<Item = Record>) -> Desired {
-        let mut desired = Desired::default();
+    pub(crate) fn new(records: impl IntoIterator<Item = Record>, horizon: u64) -> Desired {
+        let mut desired = Desired {
+            horizon,
+            ..Desired::default()
+        };
         for record in records {
             desired.merge(record);
         }
         desired
+    }
+
+    /// Removals made before this time may have been forgotten.
+    pub(crate) fn horizon(&self) -> u64 {
+        self.horizon
     }
 
     /// Keeps `record` if it supersedes what is known of its name; returns
@@ -87,18 +110,6 @@ impl Desired {
                 true
             }
         }
-    }
-
-    /// The records of `records` that would change this state at `now`:
-    /// those that supersede what is known of their name, less removals
-    /// older than [`TOMBSTONE_TTL`] (already collected here).
-    pub(crate) fn news(&self, records: Vec<Record>, now: u64) -> Vec<Record> {
-        let horizon = now.saturating_sub(TOMBSTONE_TTL.as_secs());
-        records
-            .into_iter()
-            .filter(|r| r.spec.is_some() || r.at >= horizon)
-            .filter(|r| self.get(&r.name).is_none_or(|known| r.supersedes(known)))
-            .collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Record> {
@@ -127,11 +138,19 @@ impl Desired {
         self.records.get(name).map_or(0, |r| r.version) + 1
     }
 
-    /// Drops removals older than `before`; returns how many.
+    /// Forgets removals older than `before`, moving the horizon up to the
+    /// newest of them; returns how many.
     pub(crate) fn collect_tombstones(&mut self, before: u64) -> usize {
         let old = self.records.len();
-        self.records
-            .retain(|_, r| r.spec.is_some() || r.at >= before);
+        let mut horizon = self.horizon;
+        self.records.retain(|_, r| {
+            let keep = r.spec.is_some() || r.at >= before;
+            if !keep {
+                horizon = horizon.max(r.at);
+            }
+            keep
+        });
+        self.horizon = horizon;
         self.snapshot = OnceLock::new();
         old - self.records.len()
     }
@@ -184,8 +203,8 @@ mod tests {
             record("b", 2, "n1", false),
             record("c", 5, "n2", true),
         ];
-        let forward = Desired::new(records.clone());
-        let backward = Desired::new(records.iter().rev().cloned());
+        let forward = Desired::new(records.clone(), 0);
+        let backward = Desired::new(records.iter().rev().cloned(), 0);
         assert_eq!(forward.snapshot(), backward.snapshot());
         assert_eq!(forward.get("a").unwrap().origin, "n2");
         assert!(forward.live("b").is_none());
@@ -199,14 +218,19 @@ mod tests {
 
     #[test]
     fn digest_ignores_tombstones_and_sees_versions() {
-        let with = Desired::new([record("a", 1, "n", true), record("gone", 3, "n", false)]);
-        let mut without = Desired::new([record("a", 1, "n", true)]);
+        let with = Desired::new(
+            [record("a", 1, "n", true), record("gone", 3, "n", false)],
+            0,
+        );
+        let mut without = Desired::new([record("a", 1, "n", true)], 0);
         assert_eq!(with.snapshot().digest, without.snapshot().digest);
         without.merge(record("a", 2, "n", true));
         assert_ne!(with.snapshot().digest, without.snapshot().digest);
         let mut collected = with.clone();
         assert_eq!(collected.collect_tombstones(11), 1);
         assert_eq!(collected.records().count(), 1);
+        // The horizon is the time of the newest removal forgotten.
+        assert_eq!((with.horizon(), collected.horizon()), (0, 10));
         assert_eq!(with.snapshot().apps, [("a".to_string(), 1)]);
     }
 }
