@@ -104,6 +104,7 @@ impl Run {
                 forward: None,
                 max_request_body: self.max_request_body,
                 metrics: None,
+                tls: None,
             };
             ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
             eprintln!("stopped");
