@@ -14,8 +14,8 @@ use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-pub(crate) use self_signed::{CERT_FILE, KEY_FILE, self_signed};
-pub(crate) use stream::{Encrypted, Stream, accept};
+pub(crate) use self_signed::{CERT_FILE, self_signed};
+pub(crate) use stream::{Encrypted, accept};
 
 /// The TLS of each of a host's listeners.
 #[derive(Debug, Clone, Default)]

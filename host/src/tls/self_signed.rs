@@ -17,7 +17,7 @@ use super::covers;
 /// The certificate's file in the data dir.
 pub(crate) const CERT_FILE: &str = "tls-cert.pem";
 /// The private key's file in the data dir.
-pub(crate) const KEY_FILE: &str = "tls-key.pem";
+const KEY_FILE: &str = "tls-key.pem";
 
 /// The paths of the self-signed certificate and key in `data_dir`, made
 /// first if there is none, or if the one there does not cover all of
