@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use shoal_test_support::{Shoal, guests, run_to_exit, run_to_exit_env};
 
-fn shoal() -> String {
+fn bin() -> String {
     std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
 }
 
 fn host(dir: &Path, args: &[&str]) -> Shoal {
-    Shoal::host(&shoal(), dir, args)
+    Shoal::host(&bin(), dir, args)
 }
 
 /// Sends one raw HTTP/1.1 request (`connection: close`) and returns the
@@ -125,8 +125,8 @@ fn without_the_token_loopback_is_refused_with_where_it_is() {
     );
     assert_eq!(status, 401, "{body}");
     // The user at the keyboard notices nothing: the CLI reads the token.
-    shoal.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
-    let (table, _) = shoal.cli_ok(&shoal(), &["ls"]);
+    shoal.cli_ok(&bin(), &["deploy", guests::HELLO, "--name", "hello"]);
+    let (table, _) = shoal.cli_ok(&bin(), &["ls"]);
     assert!(table.contains("hello"), "{table}");
 }
 
@@ -175,7 +175,7 @@ fn the_cli_sends_the_local_token_to_its_own_host_only() {
     let token = shoal.token();
     let (relay, recorded) = recording_relay(shoal.admin.unwrap());
     let (status, _, stderr) = run_to_exit_env(
-        &shoal(),
+        &bin(),
         &["ls", "--admin", &format!("http://{relay}")],
         &[("SHOAL_DATA_DIR", dir.path().as_os_str())],
         Duration::from_secs(60),
@@ -211,7 +211,7 @@ fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
             "--token",
             token.as_str(),
         ]);
-        run_to_exit(&shoal(), &full, Duration::from_secs(120))
+        run_to_exit(&bin(), &full, Duration::from_secs(120))
     };
     let (status, _, stderr) = through_relay(&["deploy", guests::HELLO, "--name", "hello"]);
     assert!(status.success(), "deploy through the relay failed: {stderr}");
@@ -227,7 +227,7 @@ fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
     assert!(!contains(&bytes, b"authorization"), "a request head crossed in clear");
     // Locally the CLI finds the URL, the token and the certificate itself.
     let (status, stdout, stderr) = run_to_exit_env(
-        &shoal(),
+        &bin(),
         &["ls"],
         &[("SHOAL_DATA_DIR", dir.path().as_os_str())],
         Duration::from_secs(60),
@@ -247,7 +247,7 @@ fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
 fn an_admin_api_off_loopback_without_tls_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut command = Command::new(shoal());
+    let mut command = Command::new(bin());
     command.arg("host").arg("--data-dir").arg(dir.path()).args([
         "--listen",
         "127.0.0.1:0",
@@ -305,7 +305,7 @@ fn curl(args: &[&str]) -> (Option<i32>, String) {
 fn curl_reaches_a_tls_ingress_over_http2_and_http1() {
     let dir = tempfile::tempdir().unwrap();
     let shoal = host(dir.path(), &["--ingress-tls-self-signed"]);
-    shoal.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
+    shoal.cli_ok(&bin(), &["deploy", guests::HELLO, "--name", "hello"]);
     let cert = dir.path().join("tls-cert.pem");
     let cert = cert.to_str().unwrap();
     let url = format!("https://{}/hello", shoal.addr);
@@ -338,10 +338,10 @@ fn members_with_tls_admin_apis_still_sync() {
             &a.gossip_addr(),
         ],
     );
-    a.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello", "--replicas", "all"]);
+    a.cli_ok(&bin(), &["deploy", guests::HELLO, "--name", "hello", "--replicas", "all"]);
     let started = Instant::now();
     loop {
-        let (status, stdout, _) = b.cli(&shoal(), &["ls"]);
+        let (status, stdout, _) = b.cli(&bin(), &["ls"]);
         if status.success() && stdout.contains("hello") && b.get("/hello").status == 200 {
             break;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, agent, get, guests, post};
+use shoal_test_support::{Shoal, agent, get, guests};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
