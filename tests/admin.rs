@@ -44,7 +44,11 @@ fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     (status, body)
 }
 
@@ -71,7 +75,10 @@ fn a_foreign_host_or_any_origin_is_refused() {
     assert_eq!(status, 403, "a web page was answered: {body}");
     let (status, body) = raw(
         admin,
-        &format!("GET /v1/health HTTP/1.1\r\nhost: evil.test:{}", admin.port()),
+        &format!(
+            "GET /v1/health HTTP/1.1\r\nhost: evil.test:{}",
+            admin.port()
+        ),
         b"",
     );
     assert_eq!(status, 403, "health answered a rebound name: {body}");
@@ -196,7 +203,11 @@ fn the_cli_sends_the_local_token_to_its_own_host_only() {
 fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
     let dir = tempfile::tempdir().unwrap();
     let shoal = host(dir.path(), &["--tls-self-signed"]);
-    assert!(shoal.admin_url().starts_with("https://"), "{}", shoal.admin_url());
+    assert!(
+        shoal.admin_url().starts_with("https://"),
+        "{}",
+        shoal.admin_url()
+    );
     let token = shoal.token();
     let cert = dir.path().join("tls-cert.pem");
     let (relay, recorded) = recording_relay(shoal.admin.unwrap());
@@ -214,7 +225,10 @@ fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
         run_to_exit(&bin(), &full, Duration::from_secs(120))
     };
     let (status, _, stderr) = through_relay(&["deploy", guests::HELLO, "--name", "hello"]);
-    assert!(status.success(), "deploy through the relay failed: {stderr}");
+    assert!(
+        status.success(),
+        "deploy through the relay failed: {stderr}"
+    );
     let (status, stdout, stderr) = through_relay(&["ls"]);
     assert!(status.success() && stdout.contains("hello"), "{stderr}");
     let bytes = recorded.lock().unwrap().clone();
@@ -224,7 +238,10 @@ fn a_recording_relay_never_sees_the_token_of_a_tls_admin() {
         !contains(&bytes, token.as_bytes()),
         "the token crossed the relay in clear"
     );
-    assert!(!contains(&bytes, b"authorization"), "a request head crossed in clear");
+    assert!(
+        !contains(&bytes, b"authorization"),
+        "a request head crossed in clear"
+    );
     // Locally the CLI finds the URL, the token and the certificate itself.
     let (status, stdout, stderr) = run_to_exit_env(
         &bin(),
@@ -281,7 +298,9 @@ fn an_admin_api_off_loopback_without_tls_refuses_to_start() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let text = lines.join().unwrap().join("\n");
-    let status = exited.unwrap_or_else(|| panic!("the host served its admin API off loopback without TLS: {text}"));
+    let status = exited.unwrap_or_else(|| {
+        panic!("the host served its admin API off loopback without TLS: {text}")
+    });
     assert!(!status.success());
     assert!(
         text.contains("--tls-self-signed") && text.contains("--tls-cert"),
@@ -298,7 +317,10 @@ fn curl(args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .output()
         .expect("curl is not installed");
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -313,12 +335,23 @@ fn curl_reaches_a_tls_ingress_over_http2_and_http1() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.ends_with("\n2"), "not HTTP/2: {out}");
     assert!(out.contains("hello"), "{out}");
-    let (code, out) = curl(&["--http1.1", "--cacert", cert, "-w", "\n%{http_version}", &url]);
+    let (code, out) = curl(&[
+        "--http1.1",
+        "--cacert",
+        cert,
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.ends_with("\n1.1"), "not HTTP/1.1: {out}");
     // Without the certificate curl refuses the host: the name is checked.
     let (code, _) = curl(&[&url]);
-    assert_eq!(code, Some(60), "curl trusted a self-signed certificate it was not given");
+    assert_eq!(
+        code,
+        Some(60),
+        "curl trusted a self-signed certificate it was not given"
+    );
 }
 
 #[test]
@@ -338,7 +371,17 @@ fn members_with_tls_admin_apis_still_sync() {
             &a.gossip_addr(),
         ],
     );
-    a.cli_ok(&bin(), &["deploy", guests::HELLO, "--name", "hello", "--replicas", "all"]);
+    a.cli_ok(
+        &bin(),
+        &[
+            "deploy",
+            guests::HELLO,
+            "--name",
+            "hello",
+            "--replicas",
+            "all",
+        ],
+    );
     let started = Instant::now();
     loop {
         let (status, stdout, _) = b.cli(&bin(), &["ls"]);

@@ -73,7 +73,11 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         Some(_) => eprintln!("serving HTTPS on https://{ingress_addr}/"),
         None => eprintln!("serving HTTP on http://{ingress_addr}/"),
     }
-    let scheme = if config.tls.admin.is_some() { "https" } else { "http" };
+    let scheme = if config.tls.admin.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     eprintln!("admin API on {scheme}://{admin_addr}/");
     let control = tokio::spawn(node::control::run(node.clone(), shutdown.clone()));
     let sync = tokio::spawn(node::sync::run(node.clone(), shutdown.clone()));

@@ -177,7 +177,13 @@ mod tests {
     #[test]
     fn only_this_hosts_addresses_and_localhost_are_answered() {
         let loopback = guard("127.0.0.1");
-        for host in ["127.0.0.1:7070", "localhost:7070", "LOCALHOST", "[::1]:7070", "127.0.0.1"] {
+        for host in [
+            "127.0.0.1:7070",
+            "localhost:7070",
+            "LOCALHOST",
+            "[::1]:7070",
+            "127.0.0.1",
+        ] {
             assert!(loopback.caller(&request(host)).is_ok(), "{host}");
         }
         for host in ["evil.test:7070", "10.0.0.1:7070", "localhost.evil.test", ""] {
@@ -216,14 +222,21 @@ mod tests {
         assert!(content_type(&with("Application/JSON; charset=utf-8"), "application/json").is_ok());
         let refused = content_type(&with("text/plain"), "application/json").unwrap_err();
         assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(refused.message.contains("text/plain"), "{}", refused.message);
+        assert!(
+            refused.message.contains("text/plain"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]
     fn the_token_is_always_required() {
         let g = guard("127.0.0.1");
         let mut request = request("127.0.0.1:7070");
-        assert_eq!(g.token(&request).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            g.token(&request).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
         request
             .headers_mut()
             .insert(header::AUTHORIZATION, "Bearer t0ken".parse().unwrap());

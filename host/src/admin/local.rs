@@ -120,12 +120,27 @@ mod tests {
 
     #[test]
     fn places_compare_scheme_host_and_port() {
-        assert!(same_place("http://127.0.0.1:7070", "http://localhost:7070/"));
+        assert!(same_place(
+            "http://127.0.0.1:7070",
+            "http://localhost:7070/"
+        ));
         assert!(same_place("https://[::1]:7070", "https://127.0.0.1:7070"));
-        assert!(!same_place("http://127.0.0.1:7070", "https://127.0.0.1:7070"));
-        assert!(!same_place("http://127.0.0.1:7070", "http://127.0.0.1:7071"));
-        assert!(!same_place("http://127.0.0.1:7070", "http://evil.test:7070"));
-        assert!(same_place("https://Shoal.Example:443", "https://shoal.example"));
+        assert!(!same_place(
+            "http://127.0.0.1:7070",
+            "https://127.0.0.1:7070"
+        ));
+        assert!(!same_place(
+            "http://127.0.0.1:7070",
+            "http://127.0.0.1:7071"
+        ));
+        assert!(!same_place(
+            "http://127.0.0.1:7070",
+            "http://evil.test:7070"
+        ));
+        assert!(same_place(
+            "https://Shoal.Example:443",
+            "https://shoal.example"
+        ));
         assert!(is_loopback("http://localhost:9") && !is_loopback("http://10.0.0.1:9"));
     }
 }

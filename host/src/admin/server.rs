@@ -19,11 +19,11 @@ use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
 use super::{peer, views};
 use crate::accept::{self, Listener};
-use crate::tls::Encrypted;
 use crate::metrics::AppGauges;
 use crate::node::Node;
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
+use crate::tls::Encrypted;
 
 /// Largest JSON body (an app spec) accepted.
 const MAX_JSON: usize = 1 << 20;

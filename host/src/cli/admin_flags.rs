@@ -67,7 +67,10 @@ impl AdminFlags {
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         let local = self.local();
         let base = self.base(&local);
-        let home = local.url.as_deref().is_some_and(|u| local::same_place(u, &base));
+        let home = local
+            .url
+            .as_deref()
+            .is_some_and(|u| local::same_place(u, &base));
         let (token, withheld) = match (&self.token, &local.token) {
             (Some(token), _) => (Some(token.clone()), None),
             (None, Some(token)) if home => (Some(token.clone()), None),

@@ -15,11 +15,21 @@ use crate::tls::{self, ListenerTls, ServerTls};
 pub(crate) struct TlsFlags {
     /// Serve the admin API over TLS with this certificate chain (PEM, leaf
     /// first); needs `--tls-key`.
-    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SHOAL_TLS_CERT",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
 
     /// The private key of `--tls-cert` (PEM).
-    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_KEY", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SHOAL_TLS_KEY",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
 
     /// Serve the admin API over TLS with a self-signed certificate kept in
@@ -31,11 +41,21 @@ pub(crate) struct TlsFlags {
 
     /// Serve the ingress over TLS (HTTP/1.1 and HTTP/2 by ALPN) with this
     /// certificate chain (PEM, leaf first); needs `--ingress-tls-key`.
-    #[arg(long, value_name = "FILE", env = "SHOAL_INGRESS_TLS_CERT", requires = "ingress_tls_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SHOAL_INGRESS_TLS_CERT",
+        requires = "ingress_tls_key"
+    )]
     ingress_tls_cert: Option<PathBuf>,
 
     /// The private key of `--ingress-tls-cert` (PEM).
-    #[arg(long, value_name = "FILE", env = "SHOAL_INGRESS_TLS_KEY", requires = "ingress_tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SHOAL_INGRESS_TLS_KEY",
+        requires = "ingress_tls_cert"
+    )]
     ingress_tls_key: Option<PathBuf>,
 
     /// Serve the ingress over TLS with the self-signed certificate of
@@ -110,7 +130,9 @@ fn names(addresses: &[IpAddr]) -> Vec<String> {
             && h.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             })
     };
     if dns_name(&hostname) && hostname != "localhost" {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::covers;
+use super::server::covers;
 
 /// The certificate's file in the data dir.
 pub(crate) const CERT_FILE: &str = "tls-cert.pem";

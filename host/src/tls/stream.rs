@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::ServerTls;
+use super::server::ServerTls;
 
 /// How long a client may take to send its first byte and finish the TLS
 /// handshake; a stalled handshake holds no more than a socket this long.

@@ -2,8 +2,8 @@
 //! running `shoal` process that is killed on drop, and a small HTTP client.
 //! Every wait here is bounded.
 
-use std::io::{BufRead, BufReader, Read};
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -132,7 +132,11 @@ impl Shoal {
             .wait_for(READY_TIMEOUT, |l| l.starts_with("admin API on http"))
             .expect("the admin API did not come up");
         shoal.admin = Some(address_in(&line));
-        shoal.admin_scheme = if line.contains("https://") { "https" } else { "http" };
+        shoal.admin_scheme = if line.contains("https://") {
+            "https"
+        } else {
+            "http"
+        };
         shoal.data_dir = Some(data_dir.to_path_buf());
         let line = shoal
             .stderr
@@ -164,16 +168,18 @@ impl Shoal {
 
     /// The admin API's base URL (`shoal host` only).
     pub fn admin_url(&self) -> String {
-        format!("{}://{}", self.admin_scheme, self.admin.expect("not a host"))
+        format!(
+            "{}://{}",
+            self.admin_scheme,
+            self.admin.expect("not a host")
+        )
     }
 
     /// The admin token the host keeps in its data dir (`shoal host` only).
     pub fn token(&self) -> String {
         let dir = self.data_dir.as_ref().expect("not a host");
-        std::fs::read_to_string(dir.join("token"))
-            .expect("no token in the data dir")
-            .trim()
-            .to_string()
+        let token = std::fs::read_to_string(dir.join("token")).expect("no token in the data dir");
+        token.trim().to_string()
     }
 
     /// GETs `path` from the admin API with the host's token.
@@ -185,8 +191,7 @@ impl Shoal {
         reply(started, request.call())
     }
 
-    /// Sends `body` of `content_type` to the admin API with the host's
-    /// token.
+    /// Sends `body` of `content_type` to the admin API with the token.
     pub fn admin_send(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
         let started = Instant::now();
         let request = ureq::http::Request::builder()
@@ -200,8 +205,7 @@ impl Shoal {
     }
 
     /// Runs a CLI verb against this host's admin API (bounded), returning
-    /// its exit status, stdout and stderr. The CLI finds the host's token
-    /// in its data dir (`SHOAL_DATA_DIR`).
+    /// its exit status, stdout and stderr; it reads the token in the data dir.
     pub fn cli(&self, bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
         let mut full: Vec<&str> = args.to_vec();
         let admin = self.admin_url();
