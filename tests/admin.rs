@@ -354,44 +354,80 @@ fn curl_reaches_a_tls_ingress_over_http2_and_http1() {
     );
 }
 
+/// GETs `path` from a TLS admin API with curl, trusting the host's
+/// self-signed certificate; the answer, if it succeeded.
+fn admin_text(host: &Shoal, dir: &Path, path: &str) -> Option<String> {
+    let cert = dir.join("tls-cert.pem");
+    let auth = format!("authorization: Bearer {}", host.token());
+    let url = format!("{}{path}", host.admin_url());
+    let (code, out) = curl(&["-f", "--cacert", cert.to_str().unwrap(), "-H", &auth, &url]);
+    (code == Some(0)).then_some(out)
+}
+
+fn admin_json(host: &Shoal, dir: &Path, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&admin_text(host, dir, path)?).ok()
+}
+
 #[test]
-fn members_with_tls_admin_apis_still_sync() {
+fn members_with_tls_listeners_still_sync_and_forward() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = host(a_dir.path(), &["--tls-self-signed", "--name", "node-a"]);
+    let tls = ["--tls-self-signed", "--ingress-tls-self-signed"];
+    let a = host(a_dir.path(), &[&tls[..], &["--name", "node-a"]].concat());
     let key = a_dir.path().join("cluster.key");
-    let b = host(
-        b_dir.path(),
-        &[
-            "--tls-self-signed",
-            "--name",
-            "node-b",
-            "--cluster-key-file",
-            key.to_str().unwrap(),
-            "--join",
-            &a.gossip_addr(),
-        ],
-    );
-    a.cli_ok(
-        &bin(),
-        &[
-            "deploy",
-            guests::HELLO,
-            "--name",
-            "hello",
-            "--replicas",
-            "all",
-        ],
-    );
+    let join = [
+        "--name",
+        "node-b",
+        "--cluster-key-file",
+        key.to_str().unwrap(),
+        "--join",
+        &a.gossip_addr(),
+    ];
+    let b = host(b_dir.path(), &[&tls[..], &join[..]].concat());
+    a.cli_ok(&bin(), &["deploy", guests::HELLO, "--name", "hello"]);
+    // node-b learns the app through the peer API of node-a's TLS listener.
+    let started = Instant::now();
+    let holder = loop {
+        let view = admin_json(&b, b_dir.path(), "/v1/apps/hello");
+        let ready = view
+            .as_ref()
+            .and_then(|v| v["ready_on"][0].as_str().map(str::to_string));
+        if let Some(holder) = ready {
+            break holder;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "node-b never saw the app ready: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The other node forwards to the holder's TLS ingress.
+    let (other, dir) = if holder == "node-a" {
+        (&b, &b_dir)
+    } else {
+        (&a, &a_dir)
+    };
+    let cert = dir.path().join("tls-cert.pem");
+    let url = format!("https://{}/hello", other.addr);
     let started = Instant::now();
     loop {
-        let (status, stdout, _) = b.cli(&bin(), &["ls"]);
-        if status.success() && stdout.contains("hello") && b.get("/hello").status == 200 {
+        let (code, out) = curl(&["-f", "--cacert", cert.to_str().unwrap(), &url]);
+        if code == Some(0) && out.contains("hello") {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "node-b never learned the app through the peer API: {stdout}"
+            "{} never forwarded to {holder}'s TLS ingress: {code:?} {out}",
+            other.name()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let metrics = admin_text(other, dir.path(), "/metrics").unwrap_or_default();
+    let forwarded = metrics
+        .lines()
+        .find(|l| l.starts_with("shoal_forwarded_requests_total{outcome=\"ok\"}"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+    assert!(
+        forwarded.is_some_and(|n| n >= 1.0),
+        "not forwarded: {metrics}"
+    );
 }

@@ -56,6 +56,11 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
             &config.node.data_dir,
             admin_addr,
             ingress_addr,
+            config
+                .tls
+                .ingress
+                .as_ref()
+                .map(|tls| crate::mesh::pinned::fingerprint(tls.leaf())),
             config.node.max_instances,
         )
         .await?,

@@ -9,7 +9,9 @@
 //! - [`readiness`]: what each node advertises it serves, decoded into the
 //!   table forwarding reads.
 //! - [`peer`]: the client of other nodes' peer API (records, bytes).
-//! - [`forward`]: sends requests for apps served elsewhere to a ready node.
+//! - [`forward`]: sends requests for apps served elsewhere to a ready node,
+//!   over TLS to an ingress that has it ([`pinned`]: trusted by the
+//!   certificate fingerprint its member gossips).
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
 pub(crate) mod forward;
@@ -17,6 +19,7 @@ pub mod key;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod peer;
+pub(crate) mod pinned;
 pub mod placement;
 pub(crate) mod readiness;
 pub mod transport;
@@ -72,6 +75,7 @@ impl Mesh {
         data_dir: &Path,
         admin: SocketAddr,
         ingress: SocketAddr,
+        ingress_cert: Option<String>,
         slots: u32,
     ) -> anyhow::Result<Mesh> {
         let listen = resolve_port(config.gossip)?;
@@ -104,6 +108,10 @@ impl Mesh {
             (keys::CAPACITY.to_string(), capacity.to_string()),
             (keys::LOAD.to_string(), "0".to_string()),
         ];
+        let initial: Vec<_> = initial
+            .into_iter()
+            .chain(ingress_cert.map(|pin| (keys::INGRESS_CERT.to_string(), pin)))
+            .collect();
         let transport = Arc::new(TransportStats::default());
         let membership = Membership::start(
             &gossip,

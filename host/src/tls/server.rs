@@ -79,6 +79,11 @@ impl ServerTls {
         })
     }
 
+    /// The certificate presented, DER.
+    pub(crate) fn leaf(&self) -> &[u8] {
+        &self.leaf
+    }
+
     /// Whether the certificate presented is valid for `name` (a DNS name
     /// or an IP address).
     pub(crate) fn covers(&self, name: &str) -> bool {
