@@ -352,6 +352,17 @@ fn curl_reaches_a_tls_ingress_over_http2_and_http1() {
         Some(60),
         "curl trusted a self-signed certificate it was not given"
     );
+    // `shoal run` takes a certificate and key too.
+    let key = dir.path().join("tls-key.pem");
+    let run = Shoal::run(
+        &bin(),
+        guests::HELLO,
+        &["--tls-cert", cert, "--tls-key", key.to_str().unwrap()],
+    );
+    let url = format!("https://{}/", run.addr);
+    let (code, out) = curl(&["--http2", "--cacert", cert, "-w", "\n%{http_version}", &url]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with("\n2") && out.contains("hello"), "{out}");
 }
 
 /// GETs `path` from a TLS admin API with curl, trusting the host's
