@@ -82,7 +82,7 @@ async fn handle(
     }
     // A listener with TLS takes plaintext for the peer API only, which
     // seals its answers itself; the token never counts in clear.
-    let in_clear = request.extensions().get::<Encrypted>() == Some(&Encrypted(false));
+    let in_clear = request.extensions().get::<Encrypted>() != Some(&Encrypted(true));
     if config.guard.tls.is_some() && in_clear {
         return error(ApiError::new(
             StatusCode::FORBIDDEN,
