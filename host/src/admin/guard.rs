@@ -95,7 +95,8 @@ impl Guard {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), self.token.as_bytes()) {
+        // An empty token would match a request that sends none.
+        if !self.token.is_empty() && constant_time_eq(given.as_bytes(), self.token.as_bytes()) {
             return Ok(());
         }
         let message = match &self.source {
@@ -241,5 +242,11 @@ mod tests {
             .headers_mut()
             .insert(header::AUTHORIZATION, "Bearer t0ken".parse().unwrap());
         assert!(g.token(&request).is_ok());
+        let empty = Guard {
+            token: String::new(),
+            ..guard("127.0.0.1")
+        };
+        let none = self::request("127.0.0.1:7070");
+        assert!(empty.token(&none).is_err(), "an empty token matched none");
     }
 }

@@ -110,6 +110,10 @@ impl Host {
                 TokenSource::File(data_dir.join("token")),
             ),
         };
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "the admin token is empty: give `--token` (or `SHOAL_TOKEN`) a value, or leave it out to use DATA_DIR/token"
+        );
         let addresses: Vec<_> = [self.admin, self.listen]
             .iter()
             .chain(self.advertise.as_ref())
