@@ -185,7 +185,8 @@ def deploy_host(data):
     ingress = wait_log(data + ".log", r"serving HTTP on http://([^/\s]+)/", p)
     admin = wait_log(data + ".log", r"admin API on http://([^/\s]+)/", p)
     r = subprocess.run([SHOAL, "deploy", HELLO, "--name", "hello", "--admin", "http://" + admin],
-                       timeout=60, capture_output=True, text=True)
+                       timeout=60, capture_output=True, text=True,
+                       env=dict(os.environ, SHOAL_DATA_DIR=data))
     if r.returncode:
         raise RuntimeError("shoal deploy failed:\n" + r.stdout + r.stderr)
     return p, ingress

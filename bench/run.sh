@@ -115,9 +115,9 @@ if [ "${MESH:-1}" != 0 ]; then
     [ "$(curl -sf "http://$ADMIN_m1/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"])')" = 2 ] && break
     sleep 0.1
   done
-  "$BIN/shoal" deploy "$COMPONENT" --name hello --admin "http://$ADMIN_m1" >/dev/null 2>&1
+  SHOAL_DATA_DIR="$WORK/m1" "$BIN/shoal" deploy "$COMPONENT" --name hello --admin "http://$ADMIN_m1" >/dev/null 2>&1
   for _ in $(seq 200); do
-    holder="$(curl -sf "http://$ADMIN_m1/v1/apps/hello" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["nodes"][0] if sorted(v["ready_on"]) == v["nodes"] else "")')"
+    holder="$(curl -sf -H "authorization: Bearer $(cat "$WORK/m1/token")" "http://$ADMIN_m1/v1/apps/hello" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["nodes"][0] if sorted(v["ready_on"]) == v["nodes"] else "")')"
     [ -n "$holder" ] && break
     sleep 0.1
   done

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, agent, get, guests, post};
+use shoal_test_support::{Shoal, agent, get, guests};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -67,7 +67,7 @@ fn deploy_list_route_log_and_remove() {
         "{status}"
     );
 
-    let metrics = get(&format!("{}/metrics", shoal.admin_url())).body;
+    let metrics = shoal.admin_get("/metrics").body;
     assert!(
         metrics.contains("shoal_requests_total{app=\"probe\",status=\"200\"} 2"),
         "{metrics}"
@@ -101,8 +101,13 @@ fn logs_follow_streams_new_lines() {
     let shoal = host(dir.path());
     shoal.cli_ok(SHOAL, &["deploy", guests::PROBE, "--name", "probe"]);
     let url = format!("{}/v1/apps/probe/logs?follow=true", shoal.admin_url());
+    let auth = format!("Bearer {}", shoal.token());
     let follower = std::thread::spawn(move || {
-        let response = agent().get(&url).call().unwrap();
+        let response = agent()
+            .get(&url)
+            .header("authorization", auth)
+            .call()
+            .unwrap();
         let mut reader = std::io::BufReader::new(response.into_body().into_reader());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
@@ -235,8 +240,9 @@ fn a_host_killed_during_deploys_keeps_no_partial_state() {
     for delay_ms in [0u64, 5, 15, 40, 80] {
         let shoal = host(dir.path());
         let admin = shoal.admin_url();
+        let data_dir = dir.path().to_path_buf();
         let deploy = std::thread::spawn(move || {
-            shoal_test_support::run_to_exit(
+            shoal_test_support::run_to_exit_env(
                 SHOAL,
                 &[
                     "deploy",
@@ -246,6 +252,7 @@ fn a_host_killed_during_deploys_keeps_no_partial_state() {
                     "--admin",
                     &admin,
                 ],
+                &[("SHOAL_DATA_DIR", data_dir.as_os_str())],
                 Duration::from_secs(60),
             )
         });
@@ -393,14 +400,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 
     // Raw API errors are JSON with the fix.
-    let reply = post(&format!("{}/v1/components", shoal.admin_url()), b"junk");
+    let reply = shoal.admin_send("POST", "/v1/components", "application/wasm", b"junk");
     assert_eq!(reply.status, 400);
     assert!(
         reply.body.contains("\"error\"") && reply.body.contains("not a WebAssembly file"),
         "{}",
         reply.body
     );
-    let reply = get(&format!("{}/v1/nope", shoal.admin_url()));
+    let reply = shoal.admin_get("/v1/nope");
     assert_eq!(reply.status, 404);
 }
 

@@ -106,7 +106,7 @@ fn members(host: &Shoal) -> usize {
 }
 
 fn admin_json(host: &Shoal, path: &str) -> serde_json::Value {
-    let reply = get(&format!("{}{path}", host.admin_url()));
+    let reply = host.admin_get(path);
     assert_eq!(reply.status, 200, "{path}: {}", reply.body);
     serde_json::from_str(&reply.body).unwrap()
 }
@@ -131,7 +131,7 @@ fn deploy(host: &Shoal, name: &str, extra: &[&str]) {
 /// The nodes placement puts `app` on, and those ready for it, as `host`
 /// sees them.
 fn placement(host: &Shoal, app: &str) -> (Vec<String>, Vec<String>) {
-    let reply = get(&format!("{}/v1/apps/{app}", host.admin_url()));
+    let reply = host.admin_get(&format!("/v1/apps/{app}"));
     if reply.status == 404 {
         // Not learned yet.
         return (Vec::new(), Vec::new());
@@ -211,7 +211,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
     }
 
     // Membership and forwarding show in /metrics.
-    let metrics = get(&format!("{}/metrics", a.admin_url())).body;
+    let metrics = a.admin_get("/metrics").body;
     assert!(
         metrics.contains("shoal_mesh_members{state=\"live\"} 3"),
         "{metrics}"
@@ -336,7 +336,7 @@ fn a_node_with_another_key_is_kept_out() {
 }
 
 fn dropped(host: &Shoal) -> u64 {
-    let metrics = get(&format!("{}/metrics", host.admin_url())).body;
+    let metrics = host.admin_get("/metrics").body;
     metrics
         .lines()
         .filter(|l| l.starts_with("shoal_gossip_dropped_packets_total"))

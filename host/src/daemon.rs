@@ -9,6 +9,7 @@ use anyhow::Context;
 use shoal_runtime::OutboundRule;
 use tokio::net::TcpListener;
 
+use crate::admin::guard::{Guard, TokenSource};
 use crate::admin::{self, AdminConfig};
 use crate::ingress::{self, IngressConfig};
 use crate::mesh::metrics::MeshCollector;
@@ -16,6 +17,7 @@ use crate::mesh::{Mesh, MeshConfig};
 use crate::metrics::Metrics;
 use crate::node::{self, Node, NodeConfig};
 use crate::shutdown::Shutdown;
+use crate::tls::ListenerTls;
 
 /// Everything `shoal host` is configured with.
 #[derive(Debug, Clone)]
@@ -23,8 +25,10 @@ pub(crate) struct HostConfig {
     pub node: NodeConfig,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
-    /// Required on every admin call but health when set.
-    pub token: Option<String>,
+    /// Required on every admin call but health.
+    pub token: String,
+    pub token_source: TokenSource,
+    pub tls: ListenerTls,
     pub max_upload: u64,
     pub max_request_body: u64,
     pub mesh: MeshConfig,
@@ -54,6 +58,11 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
             &config.node.data_dir,
             admin_addr,
             ingress_addr,
+            config
+                .tls
+                .ingress
+                .as_ref()
+                .map(|tls| crate::mesh::pinned::fingerprint(tls.leaf())),
             config.node.max_instances,
         )
         .await?,
@@ -65,8 +74,18 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         mesh.me,
         mesh.key.fingerprint()
     );
-    eprintln!("serving HTTP on http://{ingress_addr}/");
-    eprintln!("admin API on http://{admin_addr}/");
+    let admin_url = admin::local::url_for(admin_addr, config.tls.admin.is_some());
+    admin::local::record(&config.node.data_dir, &admin_url)?;
+    match config.tls.ingress {
+        Some(_) => eprintln!("serving HTTPS on https://{ingress_addr}/"),
+        None => eprintln!("serving HTTP on http://{ingress_addr}/"),
+    }
+    let scheme = if config.tls.admin.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("admin API on {scheme}://{admin_addr}/");
     let control = tokio::spawn(node::control::run(node.clone(), shutdown.clone()));
     let sync = tokio::spawn(node::sync::run(node.clone(), shutdown.clone()));
     let ingress = ingress::serve(
@@ -76,11 +95,17 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
             max_request_body: config.max_request_body,
             metrics: Some(node.metrics.clone()),
             forward: Some(mesh.forwarder.clone()),
+            tls: config.tls.ingress.clone(),
         },
         shutdown.clone(),
     );
     let admin_config = AdminConfig {
-        token: config.token.clone(),
+        guard: Guard {
+            token: config.token.clone(),
+            source: config.token_source.clone(),
+            bound: admin_addr.ip(),
+            tls: config.tls.admin.clone(),
+        },
         max_upload: config.max_upload,
         ingress: ingress_addr,
     };

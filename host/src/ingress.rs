@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::respond::plain;
 use crate::routes::{Resolve, Target};
 use crate::shutdown::Shutdown;
+use crate::tls::ServerTls;
 
 /// Settings of the ingress.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub(crate) struct IngressConfig {
     pub metrics: Option<Arc<Metrics>>,
     /// Where requests for apps served elsewhere go, in a mesh.
     pub forward: Option<Arc<Forwarder>>,
+    /// TLS, if the ingress terminates it.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Serves until `shutdown`, then stops accepting and waits for every open
@@ -37,11 +40,12 @@ pub(crate) async fn serve(
     shutdown: Shutdown,
 ) {
     let local = listener.local_addr().ok();
-    let config = Arc::new(config);
     let kind = Listener {
         name: "ingress",
         drain: None,
+        tls: config.tls.clone(),
     };
+    let config = Arc::new(config);
     let handler_for = move |_peer| {
         let routes = routes.clone();
         let config = config.clone();

@@ -24,6 +24,7 @@ mod sim;
 mod spec;
 mod store;
 mod telemetry;
+mod tls;
 mod units;
 
 use std::process::ExitCode;

@@ -49,6 +49,7 @@ pub const HOST: Floors = &[
         "compiler",
         "guest_logs",
         "executor",
+        "tls",
     ],
 ];
 

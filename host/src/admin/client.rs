@@ -1,7 +1,9 @@
 //! The admin API client the CLI verbs use (blocking: the verbs are one-shot
-//! commands). Errors say what the host said, or how to start one.
+//! commands), over HTTP or HTTPS (rustls). Errors say what the host said,
+//! or how to start one.
 
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -46,22 +48,57 @@ pub(crate) struct Uploaded {
     pub sha256: String,
 }
 
+/// Which certificates an `https://` admin API may present.
+#[derive(Debug, Clone)]
+pub(crate) enum Trust {
+    /// Those issued by the CA certificates in this PEM text (a
+    /// self-signed certificate is its own CA).
+    Ca(Vec<u8>),
+    /// Those issued by the web's public roots.
+    PublicRoots,
+}
+
 pub(crate) struct AdminClient {
     base: String,
     token: Option<String>,
+    /// Why a token the CLI knows was not sent, added to a 401's message.
+    withheld: Option<String>,
     agent: ureq::Agent,
 }
 
 impl AdminClient {
-    pub(crate) fn new(base: &str, token: Option<String>) -> AdminClient {
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        trust: Trust,
+        withheld: Option<String>,
+    ) -> AdminClient {
+        let roots = match trust {
+            Trust::Ca(pem) => {
+                let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                        _ => None,
+                    })
+                    .collect();
+                ureq::tls::RootCerts::Specific(Arc::new(certs))
+            }
+            Trust::PublicRoots => ureq::tls::RootCerts::WebPki,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(roots)
+            .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
+            .tls_config(tls)
             .build()
             .into();
         AdminClient {
             base: base.trim_end_matches('/').to_string(),
             token,
+            withheld,
             agent,
         }
     }
@@ -100,7 +137,12 @@ impl AdminClient {
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or(text);
-        Err(anyhow!("the host refused ({status}): {message}"))
+        match &self.withheld {
+            Some(why) if status == 401 => {
+                Err(anyhow!("the host refused ({status}): {message}; {why}"))
+            }
+            _ => Err(anyhow!("the host refused ({status}): {message}")),
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {

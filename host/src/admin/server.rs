@@ -1,6 +1,7 @@
-//! The admin API server: routes each request to its handler (the peer API
-//! to `peer`), checks the token, and answers JSON. Every error is JSON
-//! `{"error": "..."}` with a message that names the problem and the fix.
+//! The admin API server: checks each request (`guard`: Host, Origin,
+//! token, Content-Type), routes it to its handler (the peer API to
+//! `peer`), and answers JSON. Every error is JSON `{"error": "..."}` with a
+//! message that names the problem and the fix.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use hyper::body::{Frame, Incoming};
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
+use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
 use super::{peer, views};
 use crate::accept::{self, Listener};
@@ -21,6 +23,7 @@ use crate::metrics::AppGauges;
 use crate::node::Node;
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
+use crate::tls::Encrypted;
 
 /// Largest JSON body (an app spec) accepted.
 const MAX_JSON: usize = 1 << 20;
@@ -31,8 +34,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// How the admin API is served.
 #[derive(Debug, Clone)]
 pub(crate) struct AdminConfig {
-    /// Required on every call but health when set.
-    pub token: Option<String>,
+    /// The token, required on every call but health, and the rest of
+    /// what a caller is checked against.
+    pub guard: Guard,
     /// Largest component upload accepted, in bytes.
     pub max_upload: u64,
     /// The ingress's address, for health.
@@ -46,11 +50,12 @@ pub(crate) async fn serve(
     config: AdminConfig,
     shutdown: Shutdown,
 ) {
-    let config = Arc::new(config);
     let kind = Listener {
         name: "admin",
         drain: Some(DRAIN),
+        tls: config.guard.tls.clone(),
     };
+    let config = Arc::new(config);
     let handler_for = move |_peer| {
         let (node, config) = (node.clone(), config.clone());
         move |request| {
@@ -69,14 +74,25 @@ async fn handle(
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method().clone();
+    if let Err(refused) = config.guard.caller(&request) {
+        return error(refused);
+    }
     if let ["v1", "peer", rest @ ..] = segments.as_slice() {
         return peer::serve(&request, node, &method, &path, rest).unwrap_or_else(error);
     }
-    if segments != ["v1", "health"] && !authorized(&request, config) {
+    // A listener with TLS takes plaintext for the peer API only, which
+    // seals its answers itself; the token never counts in clear.
+    let in_clear = request.extensions().get::<Encrypted>() != Some(&Encrypted(true));
+    if config.guard.tls.is_some() && in_clear {
         return error(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: pass it with `--token` or `SHOAL_TOKEN` (a host keeps it in DATA_DIR/token)",
+            StatusCode::FORBIDDEN,
+            "this admin API answers over TLS only: call it with `https://`",
         ));
+    }
+    if segments != ["v1", "health"]
+        && let Err(refused) = config.guard.token(&request)
+    {
+        return error(refused);
     }
     route(request, node, config, &method, &path, &segments)
         .await
@@ -142,23 +158,6 @@ async fn route(
     }
 }
 
-fn authorized<B>(request: &Request<B>, config: &AdminConfig) -> bool {
-    let Some(token) = &config.token else {
-        return true;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    constant_time_eq(given.as_bytes(), token.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn metrics(node: &Node) -> Response<AdminBody> {
     let gauges = node.apps.list().into_iter().map(|d| {
         let stats = d.app.stats();
@@ -213,6 +212,7 @@ async fn upload(
     node: &Node,
     max_upload: u64,
 ) -> Result<Response<AdminBody>, ApiError> {
+    guard::content_type(&request, "application/wasm")?;
     let limit = usize::try_from(max_upload).unwrap_or(usize::MAX);
     let bytes = read_body(
         request,
@@ -236,6 +236,7 @@ async fn deploy(
     node: &Node,
     name: &str,
 ) -> Result<Response<AdminBody>, ApiError> {
+    guard::content_type(&request, "application/json")?;
     let bytes = read_body(request, MAX_JSON, "the app spec", "send a smaller spec").await?;
     let spec: AppSpec = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid app spec: {e}")))?;
@@ -299,16 +300,4 @@ fn logs(node: &Node, name: &str, follow: bool) -> Result<Response<AdminBody>, Ap
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
 }

@@ -61,7 +61,7 @@ impl Deploy {
             }
             _ => anyhow::bail!("give a component and `--name`, or `-f shoal.toml`"),
         };
-        let client = self.admin.client();
+        let client = self.admin.client()?;
         // Refuse an oversized upload before sending it: the host would cut
         // the connection mid-way.
         let max_upload = client

@@ -9,6 +9,8 @@ use clap::Args;
 
 use std::time::Duration;
 
+use crate::admin::guard::TokenSource;
+use crate::cli::tls_flags::TlsFlags;
 use crate::daemon::{self, HostConfig};
 use crate::mesh::MeshConfig;
 use crate::mesh::key::ClusterKey;
@@ -27,12 +29,13 @@ pub(crate) struct Host {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "SHOAL_LISTEN", value_parser = parse_listen)]
     listen: SocketAddr,
 
-    /// Address of the admin API; anything but loopback requires a token.
+    /// Address of the admin API; anything but loopback requires TLS
+    /// (`--tls-self-signed` or `--tls-cert`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070", env = "SHOAL_ADMIN_LISTEN", value_parser = parse_listen)]
     admin: SocketAddr,
 
-    /// The admin token (default: generated into DATA_DIR/token, and
-    /// required only when the admin API is not on loopback).
+    /// The admin token, required on every admin call but health
+    /// (default: generated into DATA_DIR/token, where the CLI finds it).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
 
@@ -90,6 +93,9 @@ pub(crate) struct Host {
     /// tests: every member of a mesh needs the same value.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, hide = true)]
     tombstone_lifetime: Duration,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 impl Host {
@@ -106,18 +112,30 @@ impl Host {
                 data_dir.display()
             )
         })?;
-        let token = match self.token.clone() {
-            Some(token) => Some(token),
-            None => {
-                let token = load_or_create_token(&data_dir)?;
-                (!self.admin.ip().is_loopback()).then_some(token)
-            }
+        let (token, token_source) = match self.token.clone() {
+            Some(token) => (token, TokenSource::Given),
+            None => (
+                load_or_create_token(&data_dir)?,
+                TokenSource::File(data_dir.join("token")),
+            ),
         };
-        if token.is_some() && !self.admin.ip().is_loopback() {
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "the admin token is empty: give `--token` (or `SHOAL_TOKEN`) a value, or leave it out to use DATA_DIR/token"
+        );
+        let addresses: Vec<_> = [self.admin, self.listen]
+            .iter()
+            .chain(self.advertise.as_ref())
+            .map(|a| a.ip())
+            .collect();
+        let tls = self.tls.load(&data_dir, self.admin, &addresses)?;
+        if let TokenSource::File(path) = &token_source
+            && !self.admin.ip().is_loopback()
+        {
             eprintln!(
                 "admin API on {} requires a token: clients pass `--token` or `SHOAL_TOKEN` (it is in {})",
                 self.admin,
-                data_dir.join("token").display()
+                path.display()
             );
         }
         let mesh = MeshConfig {
@@ -144,6 +162,8 @@ impl Host {
             listen: self.listen,
             admin: self.admin,
             token,
+            token_source,
+            tls,
             max_upload: self.max_upload,
             max_request_body: self.max_request_body,
             mesh,

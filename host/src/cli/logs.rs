@@ -21,7 +21,7 @@ pub(crate) struct Logs {
 impl Logs {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
         self.admin
-            .client()
+            .client()?
             .logs(&self.name, self.follow, |line| println!("{line}"))
     }
 }

@@ -13,7 +13,7 @@ pub(crate) struct Ls {
 
 impl Ls {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let apps = self.admin.client().list()?;
+        let apps = self.admin.client()?.list()?;
         if apps.is_empty() {
             eprintln!(
                 "no apps deployed; deploy one with `shoal deploy COMPONENT.wasm --name NAME`"

@@ -14,6 +14,7 @@ mod nodes;
 mod rm;
 mod run;
 mod status;
+mod tls_flags;
 
 use clap::{Parser, Subcommand};
 

@@ -14,7 +14,7 @@ pub(crate) struct Nodes {
 
 impl Nodes {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let nodes = self.admin.client().nodes()?;
+        let nodes = self.admin.client()?.nodes()?;
         let rows: Vec<Vec<String>> = nodes
             .iter()
             .map(|n| {

@@ -16,7 +16,7 @@ pub(crate) struct Rm {
 
 impl Rm {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        self.admin.client().remove(&self.name)?;
+        self.admin.client()?.remove(&self.name)?;
         eprintln!("removed `{}`", self.name);
         Ok(())
     }

@@ -13,6 +13,7 @@ use crate::compiler::ChildCompiler;
 use crate::ingress::{self, IngressConfig};
 use crate::progress::Progress;
 use crate::routes::SingleApp;
+use crate::tls::ServerTls;
 use crate::units::{parse_listen, parse_size};
 
 /// Serve one component over HTTP until interrupted.
@@ -42,12 +43,29 @@ pub(crate) struct Run {
     #[arg(long)]
     no_cache: bool,
 
+    /// Serve over TLS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate
+    /// chain (PEM, leaf first); needs `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
     #[command(flatten)]
     app: AppFlags,
 }
 
 impl Run {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::from_pem(
+                cert,
+                key,
+                "`--tls-cert`, `--tls-key`",
+            )?)),
+            _ => None,
+        };
         let bytes = read_component(&self.component)?;
         let name = self
             .name
@@ -96,14 +114,16 @@ impl Run {
             let addr = listener.local_addr()?;
             let shutdown = crate::shutdown::on_signals();
             eprintln!(
-                "serving `{name}` ({}, sha256 {}) on http://{addr}/",
+                "serving `{name}` ({}, sha256 {}) on {}://{addr}/",
                 compiled.kind().as_str(),
-                &compiled.sha256()[..12]
+                &compiled.sha256()[..12],
+                if tls.is_some() { "https" } else { "http" }
             );
             let config = IngressConfig {
                 forward: None,
                 max_request_body: self.max_request_body,
                 metrics: None,
+                tls,
             };
             ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
             eprintln!("stopped");

@@ -13,7 +13,7 @@ pub(crate) struct Status {
 
 impl Status {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let health = self.admin.client().health()?;
+        let health = self.admin.client()?.health()?;
         let field = |k: &str| {
             health
                 .get(k)
@@ -25,7 +25,7 @@ impl Status {
         println!("uptime    {}s", field("uptime_secs"));
         println!("apps      {}", field("apps"));
         println!("ingress   {}", field("ingress"));
-        println!("admin     {}", self.admin.admin);
+        println!("admin     {}", self.admin.url());
         println!("data dir  {}", field("data_dir"));
         Ok(())
     }

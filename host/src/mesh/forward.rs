@@ -4,7 +4,9 @@
 //! forwarded request carries [`HOP_HEADER`], the nodes it passed through;
 //! it is forwarded at most [`MAX_HOPS`] times and never to a node it
 //! passed, so requests cannot loop. The second hop only happens when
-//! gossip lags: the first holder handed the app over a moment ago.
+//! gossip lags: the first holder handed the app over a moment ago. An
+//! ingress with TLS is reached over TLS, trusted by the certificate
+//! fingerprint its member gossips (`pinned`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +24,7 @@ use shoal_runtime::{Body, BodyError};
 
 use crate::respond::{plain, retry_later};
 
+use super::pinned::{self, Pins};
 use super::readiness::{Holder, ReadyTable};
 
 /// Marks a forwarded request: the nodes that forwarded it, comma-separated.
@@ -40,7 +44,9 @@ pub(crate) struct ForwardStats {
 
 pub(crate) struct Forwarder {
     me: String,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// The ingress certificates the client trusts, from the table.
+    pins: Arc<Pins>,
     table: RwLock<Arc<ReadyTable>>,
     /// Requests this node has in flight to each node.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
@@ -56,6 +62,13 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.enforce_http(false);
+        let pins = Arc::new(Pins::default());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(pinned::client_config(pins.clone()))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -64,6 +77,7 @@ impl Forwarder {
         Forwarder {
             me,
             client,
+            pins,
             table: RwLock::new(Arc::default()),
             in_flight: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
@@ -79,6 +93,7 @@ impl Forwarder {
     pub(crate) fn set_table(&self, table: ReadyTable) {
         let mut current = self.table.write().unwrap_or_else(|e| e.into_inner());
         if **current != table {
+            self.pins.set(table.certs());
             *current = Arc::new(table);
         }
     }
@@ -221,7 +236,11 @@ fn addressed_to(
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(if holder.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        })
         .authority(holder.ingress.to_string())
         .path_and_query(path)
         .build()

@@ -30,6 +30,9 @@ pub(crate) mod keys {
     pub const PEER: &str = "peer";
     /// Address of the public ingress.
     pub const INGRESS: &str = "ingress";
+    /// The sha256 (hex) of the ingress's TLS certificate; absent when it
+    /// serves plain HTTP.
+    pub const INGRESS_CERT: &str = "ingress_cert";
     /// Relative weight for placement.
     pub const CAPACITY: &str = "capacity";
     /// Requests in flight.
@@ -86,6 +89,7 @@ pub(crate) struct Member {
     pub live: bool,
     pub peer: Option<SocketAddr>,
     pub ingress: Option<SocketAddr>,
+    pub ingress_cert: Option<String>,
     pub capacity: u32,
     pub load: u32,
     pub state: String,
@@ -102,6 +106,7 @@ impl Member {
             live,
             peer: get(keys::PEER).parse().ok(),
             ingress: get(keys::INGRESS).parse().ok(),
+            ingress_cert: Some(get(keys::INGRESS_CERT)).filter(|pin| !pin.is_empty()),
             capacity: get(keys::CAPACITY).parse().unwrap_or(1).max(1),
             load: get(keys::LOAD).parse().unwrap_or(0),
             state: get(keys::STATE),

@@ -11,7 +11,9 @@
 //!   table forwarding reads.
 //! - [`peer`]: the client of other nodes' peer API (records, bytes), whose
 //!   answers are sealed to their request ([`answer`]).
-//! - [`forward`]: sends requests for apps served elsewhere to a ready node.
+//! - [`forward`]: sends requests for apps served elsewhere to a ready node,
+//!   over TLS to an ingress that has it ([`pinned`]: trusted by the
+//!   certificate fingerprint its member gossips).
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
 pub(crate) mod answer;
@@ -21,6 +23,7 @@ pub mod keyring;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod peer;
+pub(crate) mod pinned;
 pub mod placement;
 pub(crate) mod readiness;
 pub mod transport;
@@ -76,6 +79,7 @@ impl Mesh {
         data_dir: &Path,
         admin: SocketAddr,
         ingress: SocketAddr,
+        ingress_cert: Option<String>,
         slots: u32,
     ) -> anyhow::Result<Mesh> {
         let listen = resolve_port(config.gossip)?;
@@ -108,6 +112,10 @@ impl Mesh {
             (keys::CAPACITY.to_string(), capacity.to_string()),
             (keys::LOAD.to_string(), "0".to_string()),
         ];
+        let initial: Vec<_> = initial
+            .into_iter()
+            .chain(ingress_cert.map(|pin| (keys::INGRESS_CERT.to_string(), pin)))
+            .collect();
         let transport = Arc::new(TransportStats::default());
         let membership = Membership::start(
             &gossip,

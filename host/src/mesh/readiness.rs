@@ -11,7 +11,7 @@
 //! if it does not (the advertiser is ahead of it), the node counts as ready
 //! for nothing until the reader catches up, which anti-entropy makes short.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -59,6 +59,8 @@ pub(crate) async fn advertise(
 pub(crate) struct Holder {
     pub node: String,
     pub ingress: SocketAddr,
+    /// The fingerprint of its ingress's certificate, when it has TLS.
+    pub cert: Option<String>,
     pub load: u32,
 }
 
@@ -94,6 +96,7 @@ impl ReadyTable {
                 let holder = Holder {
                     node: member.name.clone(),
                     ingress,
+                    cert: member.ingress_cert.clone(),
                     load: member.load,
                 };
                 match desired.live(name) {
@@ -134,6 +137,16 @@ impl ReadyTable {
                 apps.sort();
                 (node.to_string(), apps)
             })
+            .collect()
+    }
+
+    /// The fingerprints of every holder's ingress certificate.
+    pub(crate) fn certs(&self) -> HashSet<String> {
+        self.current
+            .values()
+            .chain(self.older.values())
+            .flatten()
+            .filter_map(|h| h.cert.clone())
             .collect()
     }
 

@@ -2,9 +2,10 @@
 //! running `shoal` process that is killed on drop, and a small HTTP client.
 //! Every wait here is bounded.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -78,8 +79,12 @@ pub struct Shoal {
     pub admin: Option<SocketAddr>,
     /// Its gossip address and node name (`shoal host` only).
     pub gossip: Option<(SocketAddr, String)>,
+    /// Its data directory (`shoal host` only).
+    pub data_dir: Option<PathBuf>,
     /// A directory that lives as long as the process (its compile cache).
     scratch: Option<tempfile::TempDir>,
+    /// `http` or `https`, as the admin API announced itself.
+    admin_scheme: &'static str,
 }
 
 impl Shoal {
@@ -124,9 +129,15 @@ impl Shoal {
         let mut shoal = Shoal::spawn(command);
         let line = shoal
             .stderr
-            .wait_for(READY_TIMEOUT, |l| l.starts_with("admin API on http://"))
+            .wait_for(READY_TIMEOUT, |l| l.starts_with("admin API on http"))
             .expect("the admin API did not come up");
         shoal.admin = Some(address_in(&line));
+        shoal.admin_scheme = if line.contains("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        shoal.data_dir = Some(data_dir.to_path_buf());
         let line = shoal
             .stderr
             .wait_for(Duration::from_secs(1), |l| l.starts_with("gossip on "))
@@ -157,16 +168,55 @@ impl Shoal {
 
     /// The admin API's base URL (`shoal host` only).
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin.expect("not a host"))
+        format!(
+            "{}://{}",
+            self.admin_scheme,
+            self.admin.expect("not a host")
+        )
+    }
+
+    /// The admin token the host keeps in its data dir (`shoal host` only).
+    pub fn token(&self) -> String {
+        let dir = self.data_dir.as_ref().expect("not a host");
+        let token = std::fs::read_to_string(dir.join("token")).expect("no token in the data dir");
+        token.trim().to_string()
+    }
+
+    /// GETs `path` from the admin API with the host's token.
+    pub fn admin_get(&self, path: &str) -> Reply {
+        let started = Instant::now();
+        let request = agent()
+            .get(format!("{}{path}", self.admin_url()))
+            .header("authorization", format!("Bearer {}", self.token()));
+        reply(started, request.call())
+    }
+
+    /// Sends `body` of `content_type` to the admin API with the token.
+    pub fn admin_send(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let started = Instant::now();
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.admin_url()))
+            .header("authorization", format!("Bearer {}", self.token()))
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .unwrap();
+        reply(started, agent().run(request))
     }
 
     /// Runs a CLI verb against this host's admin API (bounded), returning
-    /// its exit status, stdout and stderr.
+    /// its exit status, stdout and stderr; it reads the token in the data dir.
     pub fn cli(&self, bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
         let mut full: Vec<&str> = args.to_vec();
         let admin = self.admin_url();
         full.extend(["--admin", &admin]);
-        run_to_exit(bin, &full, Duration::from_secs(120))
+        let dir = self.data_dir.as_deref().expect("not a host");
+        run_to_exit_env(
+            bin,
+            &full,
+            &[("SHOAL_DATA_DIR", dir.as_os_str())],
+            Duration::from_secs(120),
+        )
     }
 
     /// Like [`Shoal::cli`], asserting success; returns stdout and stderr.
@@ -220,7 +270,7 @@ impl Shoal {
             }
         });
         let ready = stderr.wait_for(READY_TIMEOUT, |l| {
-            l.contains(" on http://") && !l.starts_with("admin")
+            (l.contains(" on http://") || l.contains(" on https://")) && !l.starts_with("admin")
         });
         let Some(ready) = ready else {
             let _ = child.kill();
@@ -232,7 +282,9 @@ impl Shoal {
             addr: address_in(&ready),
             admin: None,
             gossip: None,
+            data_dir: None,
             scratch: None,
+            admin_scheme: "http",
         }
     }
 
@@ -294,6 +346,7 @@ impl Drop for Shoal {
 fn address_in(line: &str) -> SocketAddr {
     line.split(" on http://")
         .nth(1)
+        .or_else(|| line.split(" on https://").nth(1))
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
@@ -301,9 +354,20 @@ fn address_in(line: &str) -> SocketAddr {
 /// Runs `shoal ARGS...` expecting it to exit by itself (bounded), and
 /// returns its exit status, stdout and stderr.
 pub fn run_to_exit(bin: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
+    run_to_exit_env(bin, args, &[], timeout)
+}
+
+/// Like [`run_to_exit`] with these environment variables set.
+pub fn run_to_exit_env(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let cache = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .env("SHOAL_CACHE_DIR", cache.path())
         .stdin(Stdio::null())
