@@ -67,7 +67,7 @@ fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
 
 /// `shoal_gossip_dropped_packets_total` of `host` with `reason`.
 fn dropped(host: &Shoal, reason: &str) -> u64 {
-    let metrics = get(&format!("{}/metrics", host.admin_url())).body;
+    let metrics = host.admin_get("/metrics").body;
     let series = format!("shoal_gossip_dropped_packets_total{{reason=\"{reason}\"}}");
     metrics
         .lines()

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, get, guests, run_to_exit};
+use shoal_test_support::{Shoal, guests, run_to_exit};
 
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -32,7 +32,7 @@ fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn admin_get(host: &Shoal, path: &str) -> (u16, serde_json::Value) {
-    let reply = get(&format!("{}{path}", host.admin_url()));
+    let reply = host.admin_get(path);
     let json = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
     (reply.status, json)
 }
