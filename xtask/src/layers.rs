@@ -60,6 +60,7 @@ pub const RUNTIME: Floors = &[
     &["component"],
     &["engine"],
     &["instance", "cache"],
+    &["outbound"],
     &[
         "body",
         "error",
@@ -68,6 +69,8 @@ pub const RUNTIME: Floors = &[
         "guest_log",
         "limits",
         "policy",
+        "denied",
+        "ranges",
     ],
 ];
 

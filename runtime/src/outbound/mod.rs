@@ -1,0 +1,148 @@
+//! Outbound HTTP for guests, checked against the address it connects to.
+//!
+//! Every request a guest sends goes through [`Outbound::send`]: the URI's
+//! host is judged by the app's policy before anything is resolved (so a
+//! guest cannot make the host look up names it may not reach), then the
+//! host is resolved here, every address it resolves to is judged, and the
+//! connection goes to exactly those checked addresses, never through a
+//! second lookup (a name that changes its answer between check and connect
+//! gains nothing). TLS still verifies, and `Host` still carries, the name
+//! the guest used. A redirect is a new request from the guest, judged the
+//! same way.
+//!
+//! A refusal is a `wasi:http` error the guest sees (`http-request-denied`
+//! for a host no rule names, `destination-ip-prohibited` for an address it
+//! may not reach), a warning in the host's log, and a line in the app's log
+//! saying why and what to allow.
+
+mod connect;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Scheme;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use crate::guest_log::{GuestStream, LogSink};
+use crate::policy::{Policy, Refusal};
+
+/// What [`Outbound::send`] resolves to: the response head and body, and the
+/// future that drives the connection after the head.
+pub(crate) type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+);
+
+/// The default bound on connecting and on waiting for the response, as
+/// wasmtime's own client has it; a guest may set shorter ones, and its
+/// deadline bounds the whole exchange anyway.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One app's way out: its policy and where refusals are logged.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    pub app: Arc<str>,
+    pub policy: Arc<Policy>,
+    pub sink: Arc<dyn LogSink>,
+}
+
+/// Where a request goes, as its URI names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Destination {
+    /// The host, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Destination {
+    /// The destination of `uri`, or `None` if it names no host.
+    pub(crate) fn of(uri: &http::Uri) -> Option<Destination> {
+        let host = uri.host().filter(|h| !h.is_empty())?;
+        let tls = uri.scheme() == Some(&Scheme::HTTPS);
+        Some(Destination {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+        })
+    }
+
+    /// The address itself when the host is an IP literal.
+    fn literal(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+}
+
+impl Outbound {
+    /// Checks `request` against the policy, resolves its host, checks every
+    /// address, and sends it to a checked address.
+    pub(crate) async fn send(
+        self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Sent, HttpError> {
+        let dest = Destination::of(request.uri()).ok_or(HttpError::HttpRequestUriInvalid)?;
+        if let Err(refusal) = self.policy.check_host(&dest.host, dest.port) {
+            return Err(self.refuse(&dest, &refusal));
+        }
+        let connect_timeout = options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let addrs = match dest.literal() {
+            Some(addr) => vec![addr],
+            None => connect::resolve(&dest, connect_timeout).await?,
+        };
+        for addr in &addrs {
+            if let Err(refusal) = self.policy.check_addr(*addr) {
+                return Err(self.refuse(&dest, &refusal));
+            }
+        }
+        tracing::debug!(app = %self.app, host = %dest.host, port = dest.port, ?addrs, "outbound request");
+        connect::send(&dest, &addrs, request, options, connect_timeout).await
+    }
+
+    /// Logs why a request was refused, in the host's log and the app's,
+    /// and gives the error the guest sees.
+    fn refuse(&self, dest: &Destination, refusal: &Refusal) -> HttpError {
+        let address = refusal.is_address();
+        tracing::warn!(
+            app = %self.app,
+            host = %dest.host,
+            port = dest.port,
+            reason = %refusal,
+            "outbound request refused"
+        );
+        self.sink
+            .line(&self.app, GuestStream::Stderr, &format!("shoal: {refusal}"));
+        if address {
+            HttpError::DestinationIpProhibited
+        } else {
+            HttpError::HttpRequestDenied
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_is_read_from_the_uri() {
+        let dest = |s: &str| Destination::of(&s.parse().unwrap());
+        assert_eq!(
+            dest("https://Example.com/x"),
+            Some(Destination {
+                host: "Example.com".into(),
+                port: 443,
+                tls: true
+            })
+        );
+        let v6 = dest("http://[::1]:9000/").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 9000, false));
+        assert_eq!(v6.literal(), Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(dest("http://localhost/").unwrap().literal(), None);
+        assert_eq!(dest("/relative"), None);
+    }
+}
