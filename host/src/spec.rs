@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_runtime::{Limits, OutboundRule, Policy};
+use shoal_runtime::{DeniedAddrs, Limits, OutboundRule, Policy};
 
 use crate::replicas::Replicas;
 
@@ -80,8 +80,9 @@ impl AppSpec {
         }
     }
 
-    /// The policy, with `deny` (the host's own addresses) added.
-    pub(crate) fn policy(&self, deny: &[OutboundRule]) -> Policy {
+    /// The policy, with `deny` (the host's own admin port) and `denied`
+    /// (every mesh member's listeners) added.
+    pub(crate) fn policy(&self, deny: &[OutboundRule], denied: &DeniedAddrs) -> Policy {
         Policy {
             env: self
                 .env
@@ -94,6 +95,7 @@ impl AppSpec {
                 .filter_map(|r| r.parse().ok())
                 .collect(),
             deny_outbound: deny.to_vec(),
+            denied_addrs: denied.clone(),
         }
     }
 

@@ -10,10 +10,12 @@
 //!   table forwarding reads.
 //! - [`peer`]: the client of other nodes' peer API (records, bytes).
 //! - [`forward`]: sends requests for apps served elsewhere to a ready node.
+//! - [`listeners`]: every member's listeners, denied to guests.
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
 pub(crate) mod forward;
 pub mod key;
+pub(crate) mod listeners;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod peer;
