@@ -36,11 +36,8 @@ impl TwoNodes {
         let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
         let key = dirs[2].path().join("cluster.key");
         let key_path = key.to_str().unwrap();
-        let (status, _, stderr) = shoal_test_support::run_to_exit(
-            &bin,
-            &["keygen", key_path],
-            Duration::from_secs(10),
-        );
+        let (status, _, stderr) =
+            shoal_test_support::run_to_exit(&bin, &["keygen", key_path], Duration::from_secs(10));
         assert!(status.success(), "{stderr}");
         let host = |dir: &Path, name: &str, join: Option<String>| {
             let mut args = vec!["--name", name, "--cluster-key-file", key_path];
@@ -101,12 +98,12 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out after {CONVERGE:?} waiting for {what}");
 }
 
-fn refused(reply: (u16, String)) -> bool {
+fn refused(reply: &(u16, String)) -> bool {
     (reply.0, reply.1.as_str()) == PROHIBITED
 }
 
 #[test]
-fn outbound_http_is_checked_against_the_address_it_connects_to() {
+fn a_guest_allowed_any_host_reaches_nothing_on_this_machine_or_in_the_mesh() {
     let mesh = TwoNodes::start();
     let (a, b) = (&mesh.a, &mesh.b);
     let b_admin = b.admin.unwrap();
@@ -114,14 +111,20 @@ fn outbound_http_is_checked_against_the_address_it_connects_to() {
 
     // `*`: the public internet, nothing on this machine or in the mesh.
     mesh.deploy("wild", &["*".to_string()]);
-    let reply = mesh.fetch("wild", &format!("http://{b_admin}/v1/apps"));
-    assert!(refused(reply.clone()), "a guest reached B's admin API: {reply:?}");
-    let reply = mesh.fetch("wild", &format!("http://{}/wild/hello", a.addr));
-    assert!(refused(reply.clone()), "a guest reached its own ingress: {reply:?}");
-    let reply = mesh.fetch("wild", &format!("http://localhost:{}/", up.port()));
-    assert!(refused(reply.clone()), "`localhost` reached loopback: {reply:?}");
-    let reply = mesh.fetch("wild", &format!("http://{up}/"));
-    assert!(refused(reply.clone()), "`*` reached loopback: {reply:?}");
+    let reached: Vec<_> = [
+        ("B's admin API", format!("http://{b_admin}/v1/apps")),
+        ("its own ingress", format!("http://{}/wild/hello", a.addr)),
+        ("`localhost`", format!("http://localhost:{}/", up.port())),
+        ("a loopback IP", format!("http://{up}/")),
+    ]
+    .into_iter()
+    .map(|(what, url)| (what, mesh.fetch("wild", &url)))
+    .filter(|(_, reply)| !refused(reply))
+    .collect();
+    assert!(
+        reached.is_empty(),
+        "a guest allowed `*` reached {reached:#?}"
+    );
     let line = a
         .wait_for_log("listener of a shoal host", Duration::from_secs(5))
         .expect("a host log line saying why B's admin API was refused");
@@ -135,6 +138,14 @@ fn outbound_http_is_checked_against_the_address_it_connects_to() {
         logs.contains("127.0.0.1 is a loopback address") && logs.contains("--allow-outbound"),
         "the app's log says why and what to allow: {logs}"
     );
+}
+
+#[test]
+fn named_ips_reach_their_upstream_but_never_a_member_listener() {
+    let mesh = TwoNodes::start();
+    let (a, b) = (&mesh.a, &mesh.b);
+    let b_admin = b.admin.unwrap();
+    let up = upstream("pong");
 
     // Named IPs reach their upstream, by IP or by a name resolving to them;
     // a member's listener stays out of reach even when named.
@@ -154,8 +165,17 @@ fn outbound_http_is_checked_against_the_address_it_connects_to() {
         mesh.fetch("explicit", &format!("http://localhost:{}/ping", up.port())),
         (200, "upstream 200: pong".to_string())
     );
-    assert!(refused(mesh.fetch("explicit", &format!("http://{b_admin}/v1/apps"))));
-    assert!(refused(mesh.fetch("explicit", &format!("http://{}/", a.addr))));
+    let reply = mesh.fetch("explicit", &format!("http://{b_admin}/v1/apps"));
+    assert!(refused(&reply), "a guest reached B's admin API: {reply:?}");
+    let reply = mesh.fetch("explicit", &format!("http://{}/explicit/hello", a.addr));
+    assert!(
+        refused(&reply),
+        "a guest reached its own ingress: {reply:?}"
+    );
+    let line = a
+        .wait_for_log("listener of a shoal host", Duration::from_secs(5))
+        .expect("a host log line saying why");
+    assert!(line.contains("app=explicit"), "{line}");
 
     // A CIDR covering every loopback address reaches the upstream, and no
     // member's ingress, admin or gossip address, in any loopback spelling
@@ -168,7 +188,10 @@ fn outbound_http_is_checked_against_the_address_it_connects_to() {
     let b_gossip: SocketAddr = b.gossip_addr().parse().unwrap();
     for member in [b_admin, b.addr, a.addr, b_gossip] {
         let spelled = format!("http://127.0.0.2:{}/", member.port());
-        assert!(refused(mesh.fetch("cidr", &format!("http://{member}/"))), "{member}");
-        assert!(refused(mesh.fetch("cidr", &spelled)), "{spelled}");
+        assert!(
+            refused(&mesh.fetch("cidr", &format!("http://{member}/"))),
+            "{member}"
+        );
+        assert!(refused(&mesh.fetch("cidr", &spelled)), "{spelled}");
     }
 }

@@ -150,8 +150,7 @@ impl OutboundRule {
     }
 }
 
-const RULE_FORMS: &str =
-    "expected HOST, HOST:PORT, IP, IP:PORT, CIDR, CIDR:PORT or `*` (e.g. `api.example.com:443`, `127.0.0.1:9000`, `10.0.0.0/8`)";
+const RULE_FORMS: &str = "expected HOST, HOST:PORT, IP, IP:PORT, CIDR, CIDR:PORT or `*` (e.g. `api.example.com:443`, `127.0.0.1:9000`, `10.0.0.0/8`)";
 
 impl FromStr for OutboundRule {
     type Err = String;
@@ -210,11 +209,17 @@ fn net(ip: &str, len: &str) -> Option<Target> {
     match ip {
         IpAddr::V4(v4) if len <= 32 => {
             let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            Some(Target::Net((u32::from(v4) & mask).to_be_bytes().into(), len))
+            Some(Target::Net(
+                (u32::from(v4) & mask).to_be_bytes().into(),
+                len,
+            ))
         }
         IpAddr::V6(v6) if len <= 128 => {
             let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            Some(Target::Net((u128::from(v6) & mask).to_be_bytes().into(), len))
+            Some(Target::Net(
+                (u128::from(v6) & mask).to_be_bytes().into(),
+                len,
+            ))
         }
         _ => None,
     }
@@ -375,7 +380,10 @@ mod tests {
         ] {
             let refusal = policy.check_addr(addr(special)).unwrap_err();
             assert!(refusal.is_address(), "{refusal}");
-            assert!(refusal.to_string().contains("--allow-outbound"), "{refusal}");
+            assert!(
+                refusal.to_string().contains("--allow-outbound"),
+                "{refusal}"
+            );
         }
     }
 
@@ -385,7 +393,9 @@ mod tests {
             allow_outbound: vec![rule("127.0.0.1:9000"), rule("10.0.0.0/8")],
             ..Policy::default()
         };
-        policy.denied_addrs.extend([addr("127.0.0.1:7070"), addr("10.0.0.5:80")]);
+        policy
+            .denied_addrs
+            .extend([addr("127.0.0.1:7070"), addr("10.0.0.5:80")]);
         assert_eq!(policy.check_addr(addr("127.0.0.1:9000")), Ok(()));
         assert_eq!(policy.check_addr(addr("[::ffff:127.0.0.1]:9000")), Ok(()));
         assert_eq!(policy.check_addr(addr("10.200.0.1:443")), Ok(()));

@@ -80,7 +80,10 @@ mod tests {
         drop(sender);
         task.await.unwrap();
         for port in [7000, 7001, 7002, 8000, 8001, 8002] {
-            assert!(denied.denies(SocketAddr::from(([10, 0, 0, 1], port))), "{port}");
+            assert!(
+                denied.denies(SocketAddr::from(([10, 0, 0, 1], port))),
+                "{port}"
+            );
         }
         assert!(!denied.denies(SocketAddr::from(([10, 0, 0, 1], 7003))));
     }

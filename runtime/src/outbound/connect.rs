@@ -91,18 +91,20 @@ pub(super) async fn send(
     let mut exchange = std::pin::pin!(exchange);
     // Drive the connection while waiting for the head; a connection that
     // fails first ends the exchange with its error.
-    let response = std::future::poll_fn(|cx| loop {
-        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
-            return Poll::Ready(result.map_err(|_| HttpError::ConnectionReadTimeout));
-        }
-        let Some(running) = conn.as_mut() else {
-            return Poll::Pending;
-        };
-        match running.as_mut().poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(error)) => return Poll::Ready(Ok(Err(error))),
-            // Closed cleanly: the exchange has its answer now.
-            Poll::Ready(Ok(())) => conn = None,
+    let response = std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(result.map_err(|_| HttpError::ConnectionReadTimeout));
+            }
+            let Some(running) = conn.as_mut() else {
+                return Poll::Pending;
+            };
+            match running.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Ok(Err(error))),
+                // Closed cleanly: the exchange has its answer now.
+                Poll::Ready(Ok(())) => conn = None,
+            }
         }
     })
     .await??;
