@@ -2,20 +2,59 @@
 //! under the name the guest used, and one HTTP/1.1 exchange with the
 //! guest's timeouts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Scheme;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use super::{DEFAULT_TIMEOUT, Destination, Sent};
+/// What `Outbound::send` resolves to: the response head and body, and the
+/// future that drives the connection after the head.
+pub(crate) type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+);
+
+/// The default bound on connecting and on waiting for the response, as
+/// wasmtime's own client has it; a guest may set shorter ones, and its
+/// deadline bounds the whole exchange anyway.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where a request goes, as its URI names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Destination {
+    /// The host, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Destination {
+    /// The destination of `uri`, or `None` if it names no host.
+    pub(crate) fn of(uri: &http::Uri) -> Option<Destination> {
+        let host = uri.host().filter(|h| !h.is_empty())?;
+        let tls = uri.scheme() == Some(&Scheme::HTTPS);
+        Some(Destination {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+        })
+    }
+
+    /// The address itself when the host is an IP literal.
+    pub(super) fn literal(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+}
 
 /// The addresses `dest`'s host resolves to, within `timeout`.
 pub(super) async fn resolve(
@@ -221,5 +260,28 @@ impl http_body::Body for TimedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_is_read_from_the_uri() {
+        let dest = |s: &str| Destination::of(&s.parse().unwrap());
+        assert_eq!(
+            dest("https://Example.com/x"),
+            Some(Destination {
+                host: "Example.com".into(),
+                port: 443,
+                tls: true
+            })
+        );
+        let v6 = dest("http://[::1]:9000/").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 9000, false));
+        assert_eq!(v6.literal(), Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(dest("http://localhost/").unwrap().literal(), None);
+        assert_eq!(dest("/relative"), None);
     }
 }

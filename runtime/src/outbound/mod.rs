@@ -17,27 +17,15 @@
 
 mod connect;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+pub(crate) use connect::Sent;
+use connect::{DEFAULT_TIMEOUT, Destination};
 
-use http::uri::Scheme;
+use std::sync::Arc;
+
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::guest_log::{GuestStream, LogSink};
 use crate::policy::{Policy, Refusal};
-
-/// What [`Outbound::send`] resolves to: the response head and body, and the
-/// future that drives the connection after the head.
-pub(crate) type Sent = (
-    http::Response<WasiBody>,
-    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-);
-
-/// The default bound on connecting and on waiting for the response, as
-/// wasmtime's own client has it; a guest may set shorter ones, and its
-/// deadline bounds the whole exchange anyway.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// One app's way out: its policy and where refusals are logged.
 #[derive(Clone)]
@@ -45,34 +33,6 @@ pub(crate) struct Outbound {
     pub app: Arc<str>,
     pub policy: Arc<Policy>,
     pub sink: Arc<dyn LogSink>,
-}
-
-/// Where a request goes, as its URI names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Destination {
-    /// The host, without IPv6 brackets.
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl Destination {
-    /// The destination of `uri`, or `None` if it names no host.
-    pub(crate) fn of(uri: &http::Uri) -> Option<Destination> {
-        let host = uri.host().filter(|h| !h.is_empty())?;
-        let tls = uri.scheme() == Some(&Scheme::HTTPS);
-        Some(Destination {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-            tls,
-        })
-    }
-
-    /// The address itself when the host is an IP literal.
-    fn literal(&self) -> Option<SocketAddr> {
-        let ip: IpAddr = self.host.parse().ok()?;
-        Some(SocketAddr::new(ip, self.port))
-    }
 }
 
 impl Outbound {
@@ -121,28 +81,5 @@ impl Outbound {
         } else {
             HttpError::HttpRequestDenied
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_destination_is_read_from_the_uri() {
-        let dest = |s: &str| Destination::of(&s.parse().unwrap());
-        assert_eq!(
-            dest("https://Example.com/x"),
-            Some(Destination {
-                host: "Example.com".into(),
-                port: 443,
-                tls: true
-            })
-        );
-        let v6 = dest("http://[::1]:9000/").unwrap();
-        assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 9000, false));
-        assert_eq!(v6.literal(), Some("[::1]:9000".parse().unwrap()));
-        assert_eq!(dest("http://localhost/").unwrap().literal(), None);
-        assert_eq!(dest("/relative"), None);
     }
 }
