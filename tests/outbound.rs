@@ -195,3 +195,39 @@ fn named_ips_reach_their_upstream_but_never_a_member_listener() {
         assert!(refused(&mesh.fetch("cidr", &spelled)), "{spelled}");
     }
 }
+
+#[test]
+fn shoal_run_keeps_a_guest_off_its_own_listener_even_when_named() {
+    let up = upstream("pong");
+    // A free port, named in the rules before the server binds it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let own = format!("127.0.0.1:{port}");
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(shoal());
+    command
+        .args(["run", guests::PROBE, "--listen", &own])
+        .args([
+            "--allow-outbound",
+            &own,
+            "--allow-outbound",
+            &up.to_string(),
+        ])
+        .env("SHOAL_CACHE_DIR", cache.path())
+        .env("SHOAL_LOG", "info")
+        .env("NO_COLOR", "1");
+    let run = Shoal::spawn(command);
+    let reply = run.get(&format!("/fetch?url=http://{up}/ping"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "upstream 200: pong")
+    );
+    let reply = run.get(&format!("/fetch?url=http://{own}/hello"));
+    assert!(
+        refused(&(reply.status, reply.body.clone())),
+        "a guest called its own ingress: {reply:?}"
+    );
+}
