@@ -53,7 +53,8 @@ enum Target {
 pub(crate) enum Refusal {
     /// No rule names the host.
     NotAllowed { host: String, port: u16 },
-    /// A host rule of the host's own denies it (its admin API).
+    /// A deny rule of the host's own matches it (`shoal host` denies its
+    /// admin port on every address).
     HostDenied { host: String, port: u16 },
     /// The address is one of the host's or a mesh member's listeners.
     Member { addr: SocketAddr },
@@ -73,7 +74,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::HostDenied { host, port } => write!(
                 f,
-                "outbound request to {host}:{port} denied: guests may not call this host's admin API"
+                "outbound request to {host}:{port} denied by the host whatever the app allows: a deny rule of the host's own matches it"
             ),
             Refusal::Member { addr } => write!(
                 f,
