@@ -93,8 +93,17 @@ fn outbound_http_is_denied_unless_allowed() {
         (200, "upstream 200: pong")
     );
 
+    // `*` is any public host: a loopback upstream needs its IP named.
     let any = Shoal::run(SHOAL, guests::PROBE, &["--allow-outbound", "*"]);
-    assert_eq!(any.get(&fetch).status, 200);
+    let reply = any.get(&fetch);
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (403, "outbound destination prohibited")
+    );
+    let line = any
+        .wait_for_log("outbound request refused", Duration::from_secs(5))
+        .expect("a log line saying why");
+    assert!(line.contains("loopback"), "{line}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use shoal_runtime::OutboundRule;
+use shoal_runtime::{DeniedAddrs, OutboundRule};
 use tokio::net::TcpListener;
 
 use crate::admin::guard::{Guard, TokenSource};
@@ -67,7 +67,14 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         )
         .await?,
     );
-    let node = Arc::new(restore(&config, admin_addr, mesh.clone()).await?);
+    // Guests never reach this host's listeners nor any member's.
+    let denied = DeniedAddrs::new();
+    denied.extend([admin_addr, ingress_addr]);
+    tokio::spawn(crate::mesh::listeners::deny_to_guests(
+        mesh.membership.watch(),
+        denied.clone(),
+    ));
+    let node = Arc::new(restore(&config, admin_addr, denied, mesh.clone()).await?);
     eprintln!(
         "gossip on {} as node `{}` (cluster key {})",
         mesh.gossip,
@@ -129,6 +136,7 @@ async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpLis
 async fn restore(
     config: &HostConfig,
     admin_addr: SocketAddr,
+    denied: DeniedAddrs,
     mesh: Arc<Mesh>,
 ) -> anyhow::Result<Node> {
     // Guests may not call the admin API, whichever address they use for it.
@@ -140,7 +148,7 @@ async fn restore(
     let node_config = config.node.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Node> {
         let metrics = Metrics::new(Some(Box::new(MeshCollector(mesh.clone()))));
-        let node = Node::open(node_config, deny, mesh, metrics)?;
+        let node = Node::open(node_config, deny, denied, mesh, metrics)?;
         let restored = node.restore()?;
         tracing::info!(apps = restored, data_dir = %node.config.data_dir.display(), "state restored");
         Ok(node)

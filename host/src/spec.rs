@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_runtime::{Limits, OutboundRule, Policy};
+use shoal_runtime::{DeniedAddrs, Limits, OutboundRule, Policy};
 
 use crate::replicas::Replicas;
 
@@ -117,8 +117,9 @@ impl AppSpec {
         }
     }
 
-    /// The policy, with `deny` (the host's own addresses) added.
-    pub(crate) fn policy(&self, deny: &[OutboundRule]) -> Policy {
+    /// The policy, with `deny` (the host's own admin port) and `denied`
+    /// (every mesh member's listeners) added.
+    pub(crate) fn policy(&self, deny: &[OutboundRule], denied: &DeniedAddrs) -> Policy {
         Policy {
             env: self
                 .env
@@ -131,6 +132,7 @@ impl AppSpec {
                 .filter_map(|r| r.parse().ok())
                 .collect(),
             deny_outbound: deny.to_vec(),
+            denied_addrs: denied.clone(),
         }
     }
 

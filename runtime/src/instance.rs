@@ -1,5 +1,6 @@
 //! What lives in each request's store: the WASI and wasi:http contexts, the
-//! memory limiter, and the outbound HTTP policy hook.
+//! memory limiter, and the hook that sends outbound HTTP through
+//! `outbound/`.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use wasmtime_wasi_http::{
 
 use crate::guest_log::{GuestOutput, GuestStream, LogSink};
 use crate::limits::MemoryLimiter;
+use crate::outbound::{Outbound, Sent};
 use crate::policy::Policy;
 
 /// The data of one instance's [`wasmtime::Store`].
@@ -50,10 +52,11 @@ impl StoreData {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks {
+            hooks: OutboundHooks(Outbound {
                 app: app.clone(),
                 policy: policy.clone(),
-            },
+                sink: sink.clone(),
+            }),
             limiter: MemoryLimiter::new(memory_limit),
         }
     }
@@ -78,23 +81,11 @@ impl WasiHttpView for StoreData {
     }
 }
 
-/// Checks every outgoing request against the app's policy before sending it.
-struct OutboundHooks {
-    app: Arc<str>,
-    policy: Arc<Policy>,
-}
+/// Sends every outgoing request through [`Outbound`], which checks it
+/// against the app's policy and the address it resolves to.
+struct OutboundHooks(Outbound);
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = Result<Sent, HttpError>> + Send>;
 
 /// Writes to an outgoing body buffered before the guest waits for them to be
 /// sent, and the largest write taken at once: a guest writing 64 KiB in the
@@ -121,29 +112,6 @@ impl WasiHttpHooks for OutboundHooks {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        let uri = request.uri();
-        let host = uri.host().unwrap_or_default().to_string();
-        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        });
-        if !self.policy.outbound_allowed(&host, port) {
-            tracing::warn!(
-                app = %self.app,
-                host = %host,
-                port,
-                "outbound request denied by policy; grant it with `--allow-outbound {host}:{port}`"
-            );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
-        tracing::debug!(app = %self.app, host = %host, port, "outbound request");
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
+        Box::new(self.0.clone().send(request, options))
     }
 }

@@ -15,6 +15,7 @@ use http::StatusCode;
 /// | `serde_json::Error` (bad or incomplete JSON) | 400, with serde's reason |
 /// | [`std::string::FromUtf8Error`], [`std::str::Utf8Error`] | 400 |
 /// | [`FetchError::Denied`] | 403, naming the host flag that would allow it |
+/// | [`FetchError::Prohibited`] | 403, saying how to allow the address |
 /// | [`FetchError::Failed`] | 502 |
 /// | anything else | 500 `internal server error`; the cause goes to the component's log (stderr) |
 ///
@@ -85,7 +86,7 @@ impl<E: std::error::Error + 'static> From<E> for Error {
 fn classify(error: &(dyn std::error::Error + 'static)) -> Error {
     if let Some(fetch) = error.downcast_ref::<FetchError>() {
         let status = match fetch {
-            FetchError::Denied { .. } => StatusCode::FORBIDDEN,
+            FetchError::Denied { .. } | FetchError::Prohibited { .. } => StatusCode::FORBIDDEN,
             FetchError::Failed(_) => StatusCode::BAD_GATEWAY,
             FetchError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -110,6 +111,13 @@ pub enum FetchError {
         /// The `host:port` asked for.
         authority: String,
     },
+    /// The destination resolved to an address the host does not let
+    /// guests reach: loopback, private, link-local or another non-public
+    /// range no IP or CIDR rule names, or a shoal host's own listener.
+    Prohibited {
+        /// The `host:port` asked for.
+        authority: String,
+    },
     /// The request could not be built (bad URI, header or method).
     Invalid(String),
     /// The request was sent but failed (connection refused, DNS, timeout, ...).
@@ -122,6 +130,10 @@ impl fmt::Display for FetchError {
             FetchError::Denied { authority } => write!(
                 f,
                 "outbound request to {authority} denied by the host; grant it with `--allow-outbound {authority}`"
+            ),
+            FetchError::Prohibited { authority } => write!(
+                f,
+                "outbound request to {authority} reaches an address the host does not allow (a non-public range or a shoal host); grant its IP or network with `--allow-outbound IP:PORT` or a CIDR, and see the app's log for the address"
             ),
             FetchError::Invalid(why) => write!(f, "invalid outbound request: {why}"),
             FetchError::Failed(why) => write!(f, "outbound request failed: {why}"),
@@ -179,6 +191,11 @@ mod tests {
                 .message()
                 .contains("--allow-outbound api.example.com:443")
         );
+        let prohibited = Error::from(FetchError::Prohibited {
+            authority: "localhost:9000".into(),
+        });
+        assert_eq!(prohibited.status(), 403);
+        assert!(prohibited.message().contains("--allow-outbound IP:PORT"));
         assert_eq!(
             Error::from(FetchError::Failed("refused".into())).status(),
             502

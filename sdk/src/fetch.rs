@@ -124,6 +124,9 @@ fn failure(code: ErrorCode, authority: &str) -> FetchError {
         ErrorCode::HttpRequestDenied => FetchError::Denied {
             authority: authority.to_string(),
         },
+        ErrorCode::DestinationIpProhibited => FetchError::Prohibited {
+            authority: authority.to_string(),
+        },
         other => FetchError::Failed(format!("{other:?}")),
     }
 }

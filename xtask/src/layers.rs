@@ -61,6 +61,7 @@ pub const RUNTIME: Floors = &[
     &["component"],
     &["engine"],
     &["instance", "cache"],
+    &["outbound"],
     &[
         "body",
         "error",
@@ -69,6 +70,8 @@ pub const RUNTIME: Floors = &[
         "guest_log",
         "limits",
         "policy",
+        "denied",
+        "ranges",
     ],
 ];
 

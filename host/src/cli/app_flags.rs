@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use shoal_runtime::{Limits, OutboundRule, Policy};
+use shoal_runtime::{DeniedAddrs, Limits, OutboundRule, Policy};
 
 use crate::spec::AppSpec;
 use crate::units::{parse_duration, parse_env, parse_size};
@@ -41,8 +41,12 @@ pub(crate) struct AppFlags {
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_QUEUE)]
     pub max_queue: u32,
 
-    /// A host the component may send HTTP requests to, as HOST or HOST:PORT
-    /// (repeatable; `*` for any). Nothing is allowed by default.
+    /// A host the component may send HTTP requests to, as HOST, HOST:PORT,
+    /// IP[:PORT] or CIDR[:PORT] (repeatable; `*` for any). Nothing is
+    /// allowed by default. Loopback, private, link-local and other
+    /// non-public addresses are reached only through an IP or CIDR rule
+    /// naming them, whatever name resolves to them; no rule reaches a
+    /// shoal host's own listeners.
     #[arg(long = "allow-outbound", value_name = "HOST[:PORT]")]
     pub allow_outbound: Vec<OutboundRule>,
 }
@@ -80,11 +84,14 @@ impl AppFlags {
         spec
     }
 
-    pub(crate) fn policy(&self) -> Policy {
+    /// The policy of an app run with these flags; guests never connect to
+    /// `denied`.
+    pub(crate) fn policy(&self, denied: &DeniedAddrs) -> Policy {
         Policy {
             env: self.env.clone(),
             allow_outbound: self.allow_outbound.clone(),
             deny_outbound: Vec::new(),
+            denied_addrs: denied.clone(),
         }
     }
 }

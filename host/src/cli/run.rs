@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
+use shoal_runtime::{AppConfig, Compiled, DeniedAddrs, Runtime, RuntimeConfig, TracingSink};
 
 use crate::cli::AppFlags;
 use crate::compiler::ChildCompiler;
@@ -93,11 +93,13 @@ impl Run {
             ms = compiled.compile_time().as_millis() as u64,
             "component ready"
         );
+        // The guest never reaches the listener it is served on.
+        let denied = DeniedAddrs::new();
         let app = runtime.prepare(
             &compiled,
             AppConfig {
                 name: name.clone(),
-                policy: self.app.policy(),
+                policy: self.app.policy(&denied),
                 limits: self.app.limits(),
             },
             Arc::new(TracingSink),
@@ -112,6 +114,7 @@ impl Run {
                 )
             })?;
             let addr = listener.local_addr()?;
+            denied.extend([addr]);
             let shutdown = crate::shutdown::on_signals();
             eprintln!(
                 "serving `{name}` ({}, sha256 {}) on {}://{addr}/",

@@ -14,12 +14,14 @@
 //! - [`forward`]: sends requests for apps served elsewhere to a ready node,
 //!   over TLS to an ingress that has it ([`pinned`]: trusted by the
 //!   certificate fingerprint its member gossips).
+//! - [`listeners`]: every member's listeners, denied to guests.
 //! - [`metrics`]: the mesh's part of `/metrics`.
 
 pub(crate) mod answer;
 pub(crate) mod forward;
 pub mod key;
 pub mod keyring;
+pub(crate) mod listeners;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod peer;

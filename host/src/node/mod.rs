@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use shoal_runtime::{AppConfig, Compiled, OutboundRule, Runtime, RuntimeConfig};
+use shoal_runtime::{AppConfig, Compiled, DeniedAddrs, OutboundRule, Runtime, RuntimeConfig};
 
 pub(crate) use self::error::NodeError;
 use crate::apps::{Apps, Deployed};
@@ -62,6 +62,9 @@ pub(crate) struct Node {
     snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     /// Guests may never reach these (the admin API).
     deny: Vec<OutboundRule>,
+    /// Nor these: the listeners of this host and of every mesh member
+    /// (kept current by `mesh::listeners`).
+    denied: DeniedAddrs,
     /// Deploys, removals and merges run one at a time, so versions and
     /// route checks are decided against a state nobody else is changing.
     changes: tokio::sync::Mutex<()>,
@@ -80,10 +83,12 @@ pub(crate) struct Deployment {
 
 impl Node {
     /// Opens the store and makes the runtime. `deny` lists what guests may
-    /// never reach (the admin API's port).
+    /// never reach (the admin API's port), `denied` the addresses they may
+    /// never connect to.
     pub(crate) fn open(
         config: NodeConfig,
         deny: Vec<OutboundRule>,
+        denied: DeniedAddrs,
         mesh: Arc<Mesh>,
         metrics: Metrics,
     ) -> anyhow::Result<Node> {
@@ -108,6 +113,7 @@ impl Node {
             desired: RwLock::new(Arc::default()),
             snapshots: Mutex::new(VecDeque::new()),
             deny,
+            denied,
             changes: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
         })
@@ -271,7 +277,7 @@ impl Node {
             compiled,
             AppConfig {
                 name: spec.name.clone(),
-                policy: spec.policy(&self.deny),
+                policy: spec.policy(&self.deny, &self.denied),
                 limits: spec.limits(),
             },
             self.logs.clone(),

@@ -180,7 +180,7 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
 }
 
 /// Sends a GET to `url` and answers with what came back, or 403 when the
-/// host's policy denied it.
+/// host's policy denied the host or the address it resolved to.
 fn fetch(url: String, out: ResponseOutparam) {
     let Some(rest) = url.strip_prefix("http://") else {
         return respond(out, 400, "url must start with http://");
@@ -222,6 +222,9 @@ fn fetch(url: String, out: ResponseOutparam) {
 fn denied_or_failed(out: ResponseOutparam, code: ErrorCode) {
     match code {
         ErrorCode::HttpRequestDenied => respond(out, 403, "outbound request denied"),
+        ErrorCode::DestinationIpProhibited => {
+            respond(out, 403, "outbound destination prohibited")
+        }
         other => respond(out, 502, &format!("outbound request failed: {other:?}")),
     }
 }
