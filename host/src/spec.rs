@@ -140,6 +140,20 @@ impl AppSpec {
     }
 }
 
+impl AppSpec {
+    /// Checks `max_concurrency` against `cap`, the instances this host
+    /// gives one app.
+    pub(crate) fn check_concurrency(&self, cap: u32) -> Result<(), SpecError> {
+        if self.max_concurrency > cap {
+            return Err(SpecError(format!(
+                "`max-concurrency` of {} is over the {cap} instances this host gives one app; lower it (`--max-concurrency {cap}`) or start the host with a larger `--max-app-concurrency`",
+                self.max_concurrency
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && name.len() <= 63

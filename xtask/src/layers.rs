@@ -66,6 +66,7 @@ pub const RUNTIME: Floors = &[
         "deadline",
         "scheduler",
         "guest_log",
+        "host_memory",
         "limits",
         "policy",
     ],

@@ -37,6 +37,9 @@ pub(crate) struct NodeConfig {
     pub max_memory: u64,
     /// Instances running at once, host-wide (the pool's size).
     pub max_instances: u32,
+    /// Instances one app may run at once (`None`: the runtime's default,
+    /// three quarters of `max_instances`).
+    pub max_app_concurrency: Option<u32>,
 }
 
 /// Desired states remembered to decode other nodes' readiness against.
@@ -86,6 +89,7 @@ impl Node {
         let store = Store::open(&config.data_dir)?;
         let mut runtime_config = RuntimeConfig {
             max_instances: config.max_instances,
+            max_concurrency_per_app: config.max_app_concurrency,
             max_memory_per_instance: config.max_memory,
             cache_dir: Some(config.data_dir.join("compiled")),
             ..RuntimeConfig::default()
@@ -197,6 +201,7 @@ impl Node {
     /// anti-entropy; the controller places it for good.
     pub(crate) async fn deploy(&self, spec: AppSpec) -> Result<Deployment, NodeError> {
         spec.validate(self.config.max_memory)
+            .and_then(|()| spec.check_concurrency(self.runtime.config().app_concurrency_cap()))
             .map_err(|e| NodeError::InvalidSpec(e.0))?;
         let _changes = self.changes.lock().await;
         if !self.store.has_component(&spec.component) {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::deadline::Deadlines;
 use crate::error::RequestError;
-use crate::guest_log::LogSink;
+use crate::guest_log::{LineBudget, LogSink};
 use crate::instance::StoreData;
 use crate::limits::Limits;
 use crate::policy::Policy;
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     policy: Arc<Policy>,
     pub(crate) limits: Limits,
     sink: Arc<dyn LogSink>,
+    /// The lines its guests may still log, shared by all its instances.
+    budget: Arc<LineBudget>,
     pub(crate) counters: Counters,
 }
 
@@ -66,6 +68,7 @@ impl Shared {
             policy: Arc::new(policy),
             limits,
             sink,
+            budget: Arc::new(LineBudget::new()),
             counters: Counters::default(),
         }
     }
@@ -73,12 +76,27 @@ impl Shared {
     /// A fresh store for one request, granting what the policy says.
     pub(crate) fn new_store(&self) -> Store<StoreData> {
         self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
-        let data = StoreData::new(&self.app, &self.policy, self.limits.memory, &self.sink);
+        let data = StoreData::new(
+            &self.app,
+            &self.policy,
+            self.limits.memory,
+            &self.sink,
+            &self.budget,
+        );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);
-        // Yield to the executor at every epoch tick: this is what keeps a
-        // spinning guest from holding a core.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick, charge what the guest's resources hold on the
+        // host to its memory limit (trapping it when over), and yield to the
+        // executor: this is what keeps a spinning guest from holding a core.
+        store.epoch_deadline_callback(|mut store| {
+            if store.data_mut().charge_host_memory() {
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Err(wasmtime::format_err!(
+                    "the guest's resources hold more host memory than its memory limit allows"
+                ))
+            }
+        });
         store.set_epoch_deadline(1);
         store
     }
