@@ -321,3 +321,26 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_app_gets_three_quarters_of_the_host_unless_told_otherwise() {
+        let config = |max_instances, per_app| RuntimeConfig {
+            max_instances,
+            max_concurrency_per_app: per_app,
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(config(256, None).app_concurrency_cap(), 192);
+        assert_eq!(config(8, None).app_concurrency_cap(), 6);
+        assert_eq!(config(1, None).app_concurrency_cap(), 1);
+        assert_eq!(config(8, Some(8)).app_concurrency_cap(), 8);
+        assert_eq!(config(8, Some(100)).app_concurrency_cap(), 8);
+        assert_eq!(
+            config(u32::MAX, None).app_concurrency_cap(),
+            u32::MAX / 4 * 3 + 2
+        );
+    }
+}

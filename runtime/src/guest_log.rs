@@ -75,7 +75,11 @@ impl LineBudget {
     /// Lines dropped and not reported yet, taken if the budget has room
     /// for the notice that reports them.
     fn take_dropped(&self, now: Instant) -> Option<u64> {
-        let pending = self.bucket.lock().unwrap_or_else(|e| e.into_inner()).dropped;
+        let pending = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped;
         if pending == 0 {
             return None;
         }
@@ -302,7 +306,12 @@ mod tests {
     fn an_instance_ending_over_budget_reports_its_drops() {
         let sink = Arc::new(Collect::default());
         let budget = Arc::new(LineBudget::new());
-        let out = GuestOutput::new("a".into(), GuestStream::Stdout, sink.clone(), budget.clone());
+        let out = GuestOutput::new(
+            "a".into(),
+            GuestStream::Stdout,
+            sink.clone(),
+            budget.clone(),
+        );
         for i in 0..BURST + 30 {
             out.write(format!("line {i}\n").as_bytes());
         }
@@ -312,6 +321,9 @@ mod tests {
         drop(out);
         let lines = sink.0.lock().unwrap().clone();
         assert_eq!(lines.len(), BURST as usize + 1);
-        assert!(lines.last().unwrap().contains("[shoal] 30 lines dropped"), "{lines:?}");
+        assert!(
+            lines.last().unwrap().contains("[shoal] 30 lines dropped"),
+            "{lines:?}"
+        );
     }
 }

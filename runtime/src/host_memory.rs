@@ -47,10 +47,18 @@ pub(crate) fn held(table: &mut ResourceTable, unsent_body: u64) -> u64 {
             total += maps.size(fields);
         } else if let Some(response) = entry.downcast_ref::<HostOutgoingResponse>() {
             total += maps.size(&response.headers);
-            total += if response.body.is_some() { unsent_body } else { 0 };
+            total += if response.body.is_some() {
+                unsent_body
+            } else {
+                0
+            };
         } else if let Some(request) = entry.downcast_ref::<HostOutgoingRequest>() {
             total += maps.size(&request.headers);
-            total += if request.body.is_some() { unsent_body } else { 0 };
+            total += if request.body.is_some() {
+                unsent_body
+            } else {
+                0
+            };
         } else if let Some(response) = entry.downcast_ref::<HostIncomingResponse>() {
             total += maps.size(&response.headers);
         } else if let Some(pending) = entry.downcast_ref::<HostFutureIncomingResponse>() {
@@ -110,7 +118,10 @@ mod tests {
         let shared = fields.clone();
         table.push(fields).unwrap();
         let one = held(&mut table, 1 << 20);
-        assert!((10_000 + ENTRY..10_000 + ENTRY + 200).contains(&one), "{one}");
+        assert!(
+            (10_000 + ENTRY..10_000 + ENTRY + 200).contains(&one),
+            "{one}"
+        );
         // The same map handed out again costs only its entry.
         table.push(shared).unwrap();
         assert_eq!(held(&mut table, 1 << 20), one + ENTRY);

@@ -75,8 +75,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let linear = self.linear.saturating_sub(current).saturating_add(desired);
-        if linear.saturating_add(self.host) > self.limit
-            || maximum.is_some_and(|max| desired > max)
+        if linear.saturating_add(self.host) > self.limit || maximum.is_some_and(|max| desired > max)
         {
             self.hit = true;
             return Ok(false);
@@ -116,7 +115,11 @@ mod tests {
         assert!(limiter.charge_host(512 << 10));
         assert!(!limiter.hit);
         // Growth that fits alone, but not beside what the host holds.
-        assert!(!limiter.memory_growing(3 << 20, (3 << 20) + (768 << 10), None).unwrap());
+        assert!(
+            !limiter
+                .memory_growing(3 << 20, (3 << 20) + (768 << 10), None)
+                .unwrap()
+        );
         assert!(limiter.hit);
         let mut limiter = MemoryLimiter::new(4 << 20);
         assert!(limiter.memory_growing(0, 3 << 20, None).unwrap());

@@ -24,9 +24,9 @@ pub(crate) struct Logs {
 
 impl Logs {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        self.admin
-            .client()
-            .logs(&self.name, self.follow, |line| println!("{}", escaped(line)))
+        self.admin.client().logs(&self.name, self.follow, |line| {
+            println!("{}", escaped(line))
+        })
     }
 }
 
@@ -68,10 +68,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_kept() {
-        assert!(matches!(
-            escaped("plain\ttext, ünïcode"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(escaped("plain\ttext, ünïcode"), Cow::Borrowed(_)));
         assert_eq!(
             escaped("\u{1b}[31mred\u{1b}[0m\rover\u{7}\u{9b}2J\u{202e}txt"),
             "\\x1b[31mred\\x1b[0m\\rover\\x07\\x9b2J\\u{202e}txt"

@@ -145,6 +145,11 @@ impl Shoal {
         shoal
     }
 
+    /// The process id, to read its `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The node name of a host.
     pub fn name(&self) -> &str {
         &self.gossip.as_ref().expect("not a host").1
