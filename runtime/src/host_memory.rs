@@ -102,6 +102,7 @@ impl Maps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn entries_fields_and_unsent_bodies_are_charged_and_shared_maps_count_once() {
@@ -129,9 +130,11 @@ mod tests {
             .push(HostOutgoingResponse {
                 status: http::StatusCode::OK,
                 headers: FieldMap::default(),
-                body: Some(http_body_util::BodyExt::boxed_unsync(
-                    http_body_util::Empty::new().map_err(|never| match never {}),
-                )),
+                body: Some(
+                    http_body_util::Empty::new()
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                ),
             })
             .unwrap();
         assert_eq!(held(&mut table, 1 << 20), one + 2 * ENTRY + (1 << 20));
