@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -23,9 +23,13 @@ pub const LINES_PER_SECOND: u32 = 100;
 /// See [`LINES_PER_SECOND`].
 pub const BURST: u32 = 200;
 
+/// How often at most the count of dropped lines is reported.
+const NOTICE_EVERY: Duration = Duration::from_secs(1);
+
 /// The lines the guests of one app may still log now: a token bucket
-/// shared by all its instances, and the count of lines it refused since
-/// the last one it let through.
+/// shared by all its instances, and the count of lines it refused and has
+/// not reported yet (reported at most once every [`NOTICE_EVERY`], so the
+/// notices cannot flood the log either).
 pub(crate) struct LineBudget {
     bucket: Mutex<Bucket>,
 }
@@ -34,6 +38,21 @@ struct Bucket {
     tokens: f64,
     at: Instant,
     dropped: u64,
+    noticed: Option<Instant>,
+}
+
+impl Bucket {
+    /// The lines dropped since the last notice, if one is due now.
+    fn notice(&mut self, now: Instant) -> u64 {
+        let due = self
+            .noticed
+            .is_none_or(|at| now.saturating_duration_since(at) >= NOTICE_EVERY);
+        if self.dropped == 0 || !due {
+            return 0;
+        }
+        self.noticed = Some(now);
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 /// What the budget says of one line.
@@ -52,12 +71,17 @@ impl LineBudget {
                 tokens: f64::from(BURST),
                 at: Instant::now(),
                 dropped: 0,
+                noticed: None,
             }),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn admit(&self, now: Instant) -> Admit {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.lock();
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens =
             (bucket.tokens + elapsed * f64::from(LINES_PER_SECOND)).min(f64::from(BURST));
@@ -68,25 +92,13 @@ impl LineBudget {
         }
         bucket.tokens -= 1.0;
         Admit::Line {
-            dropped: std::mem::take(&mut bucket.dropped),
+            dropped: bucket.notice(now),
         }
     }
 
-    /// Lines dropped and not reported yet, taken if the budget has room
-    /// for the notice that reports them.
+    /// Lines dropped and not reported yet, if a notice is due.
     fn take_dropped(&self, now: Instant) -> Option<u64> {
-        let pending = self
-            .bucket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dropped;
-        if pending == 0 {
-            return None;
-        }
-        match self.admit(now) {
-            Admit::Line { dropped } if dropped > 0 => Some(dropped),
-            _ => None,
-        }
+        Some(self.lock().notice(now)).filter(|&dropped| dropped > 0)
     }
 }
 
@@ -296,10 +308,20 @@ mod tests {
             assert_eq!(budget.admit(start), Admit::Refused);
         }
         // A tenth of a second refills ten lines; the first says what went.
-        let later = start + std::time::Duration::from_millis(100);
+        let later = start + Duration::from_millis(100);
         assert_eq!(budget.admit(later), Admit::Line { dropped: 50 });
         assert_eq!(budget.admit(later), Admit::Line { dropped: 0 });
         assert_eq!(budget.take_dropped(later), None);
+        // Drops are reported at most once a second, however the lines come.
+        let mut now = later;
+        for _ in 0..19 {
+            now += Duration::from_millis(50);
+            while budget.admit(now) != Admit::Refused {}
+            assert_eq!(budget.take_dropped(now), None);
+        }
+        let second = later + NOTICE_EVERY;
+        assert_eq!(budget.take_dropped(second), Some(19));
+        assert_eq!(budget.take_dropped(second), None);
     }
 
     #[test]
@@ -316,8 +338,6 @@ mod tests {
             out.write(format!("line {i}\n").as_bytes());
         }
         assert_eq!(sink.0.lock().unwrap().len(), BURST as usize);
-        // Room for the notice comes back within a hundredth of a second.
-        std::thread::sleep(std::time::Duration::from_millis(20));
         drop(out);
         let lines = sink.0.lock().unwrap().clone();
         assert_eq!(lines.len(), BURST as usize + 1);
