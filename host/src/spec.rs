@@ -252,6 +252,10 @@ pub(crate) mod tests {
         let mut s = spec("a");
         s.allow_outbound = vec!["x/y".into()];
         assert!(s.validate(1 << 30).is_err());
+        let s = spec("a");
+        assert!(s.check_concurrency(10).is_ok());
+        let refused = s.check_concurrency(9).unwrap_err().0;
+        assert!(refused.contains("--max-app-concurrency"), "{refused}");
     }
 
     #[test]

@@ -19,9 +19,9 @@ const MAX_LINE: usize = 16 * 1024;
 /// Lines a second the guests of one app may log, and how many more a
 /// burst may take: a guest logging in a loop cannot flood the host's log,
 /// its disk or `shoal logs`.
-pub const LINES_PER_SECOND: u32 = 100;
+pub(crate) const LINES_PER_SECOND: u32 = 100;
 /// See [`LINES_PER_SECOND`].
-pub const BURST: u32 = 200;
+pub(crate) const BURST: u32 = 200;
 
 /// How often at most the count of dropped lines is reported.
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
@@ -132,6 +132,8 @@ impl GuestStream {
 /// recent lines per app; [`TracingSink`] logs them.
 pub trait LogSink: Send + Sync + 'static {
     /// One complete line (without its newline) written by a guest of `app`.
+    /// Lines over the app's budget never come here; a `[shoal] N lines
+    /// dropped` line, in the same stream, says how many went.
     fn line(&self, app: &str, stream: GuestStream, line: &str);
 }
 

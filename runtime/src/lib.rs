@@ -37,6 +37,6 @@ pub use cache::CompileCache;
 pub use component::{Compiled, HandlerKind, precompile, sha256_hex};
 pub use engine::{EngineFlavor, Precompiler, Runtime, RuntimeConfig};
 pub use error::{LoadError, RequestError, RuntimeError};
-pub use guest_log::{BURST, GuestStream, LINES_PER_SECOND, LogSink, TracingSink};
+pub use guest_log::{GuestStream, LogSink, TracingSink};
 pub use limits::Limits;
 pub use policy::{OutboundRule, Policy};
