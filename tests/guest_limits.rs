@@ -84,7 +84,12 @@ fn a_store_holds_at_most_16384_resources_and_64_kib_per_fields() {
     assert_eq!(under.status, 200, "{}", under.body);
     let over = shoal.get("/entries?n=20000");
     assert_eq!(over.status, 500, "{}", over.body);
-    assert!(over.body.contains("crashed"), "{}", over.body);
+    assert!(
+        over.body
+            .contains("crashed: it holds more than 16384 resources at once"),
+        "{}",
+        over.body
+    );
     assert!(
         shoal
             .wait_for_log("resource table has no free keys", Duration::from_secs(5))
@@ -94,6 +99,7 @@ fn a_store_holds_at_most_16384_resources_and_64_kib_per_fields() {
     // wasmtime-wasi-http traps a guest whose fields grow past the limit.
     let big = shoal.get("/field?kb=100");
     assert_eq!(big.status, 500, "{}", big.body);
+    assert!(big.body.contains("fields exceeds limit"), "{}", big.body);
 }
 
 #[test]

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::deadline::Deadlines;
 use crate::error::RequestError;
 use crate::guest_log::{LineBudget, LogSink};
+use crate::host_memory::MAX_TABLE_ENTRIES;
 use crate::instance::StoreData;
 use crate::limits::Limits;
 use crate::policy::Policy;
@@ -184,8 +186,23 @@ fn describe(error: &wasmtime::Error) -> Failure {
             other => Failure::Trap(other.to_string()),
         };
     }
+    let table_full = error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return Failure::Trap(format!(
+            "it holds more than {MAX_TABLE_ENTRIES} resources at once"
+        ));
+    }
     let message = format!("{error:#}");
-    let first = message.lines().next().unwrap_or_default().to_string();
+    let mut first = message.lines().next().unwrap_or_default().to_string();
+    // A host call that failed inside the guest: its cause says what failed.
+    if first.starts_with("error while executing at wasm backtrace") {
+        first = error.root_cause().to_string();
+    }
     if first.contains("timed out") {
         Failure::Timeout
     } else {
