@@ -95,17 +95,23 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
     eprintln!("admin API on {scheme}://{admin_addr}/");
     let control = tokio::spawn(node::control::run(node.clone(), shutdown.clone()));
     let sync = tokio::spawn(node::sync::run(node.clone(), shutdown.clone()));
-    let ingress = ingress::serve(
-        ingress_listener,
-        node.apps.clone(),
-        IngressConfig {
-            max_request_body: config.max_request_body,
-            metrics: Some(node.metrics.clone()),
-            forward: Some(mesh.forwarder.clone()),
-            tls: config.tls.ingress.clone(),
-        },
-        shutdown.clone(),
-    );
+    // Guests run on their own runtime, so that however hard they spin,
+    // gossip, the admin API and sync (on this one) keep their turns.
+    let guests = crate::executor::Guests::start().context("cannot start the guests' runtime")?;
+    let ingress_config = IngressConfig {
+        max_request_body: config.max_request_body,
+        metrics: Some(node.metrics.clone()),
+        forward: Some(mesh.forwarder.clone()),
+        tls: config.tls.ingress.clone(),
+    };
+    let (apps, ingress_shutdown) = (node.apps.clone(), shutdown.clone());
+    let ingress_listener = ingress_listener.into_std()?;
+    let ingress = guests.spawn(async move {
+        // Registered with the guests' runtime, which then owns its sockets.
+        let listener = TcpListener::from_std(ingress_listener)?;
+        ingress::serve(listener, apps, ingress_config, ingress_shutdown).await;
+        std::io::Result::Ok(())
+    });
     let admin_config = AdminConfig {
         guard: Guard {
             token: config.token.clone(),
@@ -117,7 +123,13 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         ingress: ingress_addr,
     };
     let admin = admin::serve(admin_listener, node.clone(), admin_config, shutdown);
-    tokio::join!(ingress, admin);
+    let (ingress, ()) = tokio::join!(ingress, admin);
+    match ingress {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "the ingress could not serve"),
+        Err(error) => tracing::error!(%error, "the ingress stopped abnormally"),
+    }
+    drop(guests);
     control.abort();
     sync.abort();
     mesh.membership.stop();

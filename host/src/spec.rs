@@ -193,6 +193,20 @@ pub(crate) fn redacted(error: &serde_json::Error) -> String {
     out
 }
 
+impl AppSpec {
+    /// Checks `max_concurrency` against `cap`, the instances this host
+    /// gives one app.
+    pub(crate) fn check_concurrency(&self, cap: u32) -> Result<(), SpecError> {
+        if self.max_concurrency > cap {
+            return Err(SpecError(format!(
+                "`max-concurrency` of {} is over the {cap} instances this host gives one app; lower it (`--max-concurrency {cap}`) or start the host with a larger `--max-app-concurrency`",
+                self.max_concurrency
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn validate_name(name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && name.len() <= 63
@@ -292,6 +306,10 @@ pub(crate) mod tests {
         let mut s = spec("a");
         s.allow_outbound = vec!["x/y".into()];
         assert!(s.validate(1 << 30).is_err());
+        let s = spec("a");
+        assert!(s.check_concurrency(10).is_ok());
+        let refused = s.check_concurrency(9).unwrap_err().0;
+        assert!(refused.contains("--max-app-concurrency"), "{refused}");
     }
 
     #[test]

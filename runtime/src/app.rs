@@ -59,11 +59,21 @@ impl Runtime {
     /// Makes an app of a compiled component. Cheap: the component was
     /// pre-instantiated by [`Runtime::compile`].
     pub fn prepare(&self, compiled: &Compiled, config: AppConfig, sink: Arc<dyn LogSink>) -> App {
+        let cap = self.config().app_concurrency_cap() as usize;
+        if config.limits.max_concurrency > cap {
+            tracing::warn!(
+                app = %config.name,
+                asked = config.limits.max_concurrency,
+                cap,
+                "app asks for more instances than this host gives one app; clamped (raise the host's `--max-app-concurrency` to give it more)"
+            );
+        }
         let limits = Limits {
             memory: config
                 .limits
                 .memory
                 .min(self.config().max_memory_per_instance),
+            max_concurrency: config.limits.max_concurrency.min(cap),
             ..config.limits
         };
         let engine = self

@@ -24,6 +24,10 @@ use crate::instance::StoreData;
 pub struct RuntimeConfig {
     /// Instances alive at once across all apps (pool slots).
     pub max_instances: u32,
+    /// Instances one app may have alive at once, whatever its limits ask:
+    /// `None` is three quarters of `max_instances`, so that one app cannot
+    /// take every slot of the host.
+    pub max_concurrency_per_app: Option<u32>,
     /// The largest linear memory any app may be given, in bytes; each pool
     /// slot reserves this much address space.
     pub max_memory_per_instance: u64,
@@ -78,11 +82,24 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_instances: 256,
+            max_concurrency_per_app: None,
             max_memory_per_instance: 1 << 30,
             epoch_tick: Duration::from_millis(10),
             cache_dir: None,
             precompiler: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// Instances one app may have alive at once: `max_concurrency_per_app`,
+    /// else three quarters of `max_instances`; at least one, at most
+    /// `max_instances`.
+    pub fn app_concurrency_cap(&self) -> u32 {
+        let instances = self.max_instances.max(1);
+        self.max_concurrency_per_app
+            .unwrap_or(instances / 4 * 3 + instances % 4 * 3 / 4)
+            .clamp(1, instances)
     }
 }
 
@@ -302,5 +319,28 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_app_gets_three_quarters_of_the_host_unless_told_otherwise() {
+        let config = |max_instances, per_app| RuntimeConfig {
+            max_instances,
+            max_concurrency_per_app: per_app,
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(config(256, None).app_concurrency_cap(), 192);
+        assert_eq!(config(8, None).app_concurrency_cap(), 6);
+        assert_eq!(config(1, None).app_concurrency_cap(), 1);
+        assert_eq!(config(8, Some(8)).app_concurrency_cap(), 8);
+        assert_eq!(config(8, Some(100)).app_concurrency_cap(), 8);
+        assert_eq!(
+            config(u32::MAX, None).app_concurrency_cap(),
+            u32::MAX / 4 * 3 + 2
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! What lives in each request's store: the WASI and wasi:http contexts, the
-//! memory limiter, and the hook that sends outbound HTTP through
-//! `outbound/`.
+//! resource table (capped), the memory limiter (charged what the table
+//! holds), and the hook that sends outbound HTTP through `outbound/`.
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-use crate::guest_log::{GuestOutput, GuestStream, LogSink};
+use crate::guest_log::{GuestOutput, GuestStream, LineBudget, LogSink};
+use crate::host_memory::{self, MAX_FIELDS_SIZE, MAX_TABLE_ENTRIES};
 use crate::limits::MemoryLimiter;
 use crate::outbound::{Outbound, Sent};
 use crate::policy::Policy;
@@ -26,32 +27,31 @@ pub(crate) struct StoreData {
 }
 
 impl StoreData {
-    /// A fresh context that grants exactly what `policy` says.
+    /// A fresh context that grants exactly what `policy` says; guest output
+    /// goes to `sink` within the app's `budget`.
     pub(crate) fn new(
         app: &Arc<str>,
         policy: &Arc<Policy>,
         memory_limit: u64,
         sink: &Arc<dyn LogSink>,
+        budget: &Arc<LineBudget>,
     ) -> Self {
+        let output = |stream| GuestOutput::new(app.clone(), stream, sink.clone(), budget.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&policy.env)
-            .stdout(GuestOutput::new(
-                app.clone(),
-                GuestStream::Stdout,
-                sink.clone(),
-            ))
-            .stderr(GuestOutput::new(
-                app.clone(),
-                GuestStream::Stderr,
-                sink.clone(),
-            ))
+            .stdout(output(GuestStream::Stdout))
+            .stderr(output(GuestStream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_TABLE_ENTRIES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_SIZE);
         StoreData {
-            table: ResourceTable::new(),
+            table,
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http,
             hooks: OutboundHooks(Outbound {
                 app: app.clone(),
                 policy: policy.clone(),
@@ -59,6 +59,14 @@ impl StoreData {
             }),
             limiter: MemoryLimiter::new(memory_limit),
         }
+    }
+
+    /// Charges what the resource table holds now to the memory limit;
+    /// `false` when the store is over it.
+    pub(crate) fn charge_host_memory(&mut self) -> bool {
+        let unsent_body = (OUTGOING_BODY_BUFFER_CHUNKS * OUTGOING_BODY_CHUNK_SIZE) as u64;
+        let held = host_memory::held(&mut self.table, unsent_body);
+        self.limiter.charge_host(held)
     }
 }
 

@@ -26,6 +26,7 @@ mod driver;
 mod engine;
 mod error;
 mod guest_log;
+mod host_memory;
 mod instance;
 mod limits;
 mod outbound;

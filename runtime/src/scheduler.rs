@@ -72,20 +72,34 @@ impl Admission {
             return Err(Refused::QueueFull);
         }
         let _waiting = Waiting(&self.waiting);
-        let acquire = async {
-            let app = self.slots.clone().acquire_owned().await;
-            let host = self.host.clone().acquire_owned().await;
-            match (app, host) {
-                (Ok(app), Ok(host)) => Some(Permit {
-                    _app: app,
-                    _host: host,
-                }),
-                _ => None,
-            }
-        };
-        match tokio::time::timeout(wait, acquire).await {
+        match tokio::time::timeout(wait, self.acquire()).await {
             Ok(Some(permit)) => Ok(permit),
             _ => Err(Refused::TimedOut),
+        }
+    }
+
+    /// Waits for an app slot and a host slot, holding neither while it
+    /// waits for the other: a request queued behind a full host does not
+    /// keep its app's slot (counted as running) from the requests that
+    /// could use it, and one waiting for its app holds no host slot that
+    /// another app could use. `None` if a semaphore closed.
+    async fn acquire(&self) -> Option<Permit> {
+        loop {
+            let app = self.slots.clone().acquire_owned().await.ok()?;
+            if let Ok(host) = self.host.clone().try_acquire_owned() {
+                return Some(Permit {
+                    _app: app,
+                    _host: host,
+                });
+            }
+            drop(app);
+            let host = self.host.clone().acquire_owned().await.ok()?;
+            if let Ok(app) = self.slots.clone().try_acquire_owned() {
+                return Some(Permit {
+                    _app: app,
+                    _host: host,
+                });
+            }
         }
     }
 
@@ -124,6 +138,27 @@ mod tests {
         drop(first);
         assert!(waiter.await.unwrap());
         assert_eq!(admission.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_the_host_holds_no_app_slot() {
+        let host = Arc::new(Semaphore::new(1));
+        let busy = Admission::new(4, 10, host.clone());
+        let admission = Arc::new(Admission::new(2, 10, host));
+        let held = busy.admit(Duration::from_secs(1)).await.unwrap();
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit(Duration::from_secs(5)).await.is_ok() }
+        });
+        while admission.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(admission.active(), 0, "a waiting request holds an app slot");
+        drop(held);
+        assert!(waiter.await.unwrap());
     }
 
     #[tokio::test]

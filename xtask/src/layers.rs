@@ -68,6 +68,7 @@ pub const RUNTIME: Floors = &[
         "deadline",
         "scheduler",
         "guest_log",
+        "host_memory",
         "limits",
         "policy",
         "denied",

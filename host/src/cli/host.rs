@@ -55,6 +55,11 @@ pub(crate) struct Host {
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_instances: u32,
 
+    /// Instances one app may have alive at once (default: three quarters
+    /// of `--max-instances`); a deploy asking for more is refused.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_app_concurrency: Option<u32>,
+
     /// This node's name in the mesh (default: kept in DATA_DIR/node-name,
     /// made from the hostname on first start).
     #[arg(long, env = "SHOAL_NAME")]
@@ -152,12 +157,20 @@ impl Host {
             interval: self.gossip_interval,
             capacity: self.capacity,
         };
+        if let Some(cap) = self.max_app_concurrency {
+            anyhow::ensure!(
+                cap <= self.max_instances,
+                "`--max-app-concurrency {cap}` is over `--max-instances {}`; lower it, or raise `--max-instances`",
+                self.max_instances
+            );
+        }
         let config = HostConfig {
             node: NodeConfig {
                 data_dir,
                 max_memory: self.max_memory,
                 max_instances: self.max_instances,
                 tombstone_lifetime: self.tombstone_lifetime,
+                max_app_concurrency: self.max_app_concurrency,
             },
             listen: self.listen,
             admin: self.admin,

@@ -78,6 +78,8 @@ impl Run {
         };
         let mut runtime_config = RuntimeConfig {
             max_instances: self.app.max_concurrency,
+            // The only app here may use every slot.
+            max_concurrency_per_app: Some(self.app.max_concurrency),
             max_memory_per_instance: self.app.memory,
             cache_dir,
             ..RuntimeConfig::default()

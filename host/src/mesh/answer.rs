@@ -16,13 +16,16 @@ fn bound(token: &str) -> Vec<u8> {
 
 /// Seals `plain` as the answer to the request that carried `token`.
 pub(crate) fn seal(key: &Keyring, token: &str, plain: &[u8]) -> Vec<u8> {
-    key.current().primary().seal_with_aad(Purpose::PeerHttp, &bound(token), plain)
+    key.current()
+        .primary()
+        .seal_with_aad(Purpose::PeerHttp, &bound(token), plain)
 }
 
 /// Opens the answer to the request this node sent with `token`, sealed
 /// under any key of the ring.
 pub(crate) fn open(key: &Keyring, token: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
-    key.current().open_with_aad(Purpose::PeerHttp, &bound(token), sealed)
+    key.current()
+        .open_with_aad(Purpose::PeerHttp, &bound(token), sealed)
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub(crate) struct NodeConfig {
     pub max_instances: u32,
     /// How long a removal is remembered (`--tombstone-lifetime`).
     pub tombstone_lifetime: Duration,
+    /// Instances one app may run at once (`None`: the runtime's default,
+    /// three quarters of `max_instances`).
+    pub max_app_concurrency: Option<u32>,
 }
 
 /// Desired states remembered to decode other nodes' readiness against.
@@ -95,6 +98,7 @@ impl Node {
         let store = Store::open(&config.data_dir)?;
         let mut runtime_config = RuntimeConfig {
             max_instances: config.max_instances,
+            max_concurrency_per_app: config.max_app_concurrency,
             max_memory_per_instance: config.max_memory,
             cache_dir: Some(config.data_dir.join("compiled")),
             ..RuntimeConfig::default()
@@ -207,6 +211,7 @@ impl Node {
     /// anti-entropy; the controller places it for good.
     pub(crate) async fn deploy(&self, spec: AppSpec) -> Result<Deployment, NodeError> {
         spec.validate(self.config.max_memory)
+            .and_then(|()| spec.check_concurrency(self.runtime.config().app_concurrency_cap()))
             .map_err(|e| NodeError::InvalidSpec(e.0))?;
         let _changes = self.changes.lock().await;
         if !self.store.has_component(&spec.component) {

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::deadline::Deadlines;
 use crate::error::RequestError;
-use crate::guest_log::LogSink;
+use crate::guest_log::{LineBudget, LogSink};
+use crate::host_memory::MAX_TABLE_ENTRIES;
 use crate::instance::StoreData;
 use crate::limits::Limits;
 use crate::policy::Policy;
@@ -39,6 +41,8 @@ pub(crate) struct Shared {
     policy: Arc<Policy>,
     pub(crate) limits: Limits,
     sink: Arc<dyn LogSink>,
+    /// The lines its guests may still log, shared by all its instances.
+    budget: Arc<LineBudget>,
     pub(crate) counters: Counters,
 }
 
@@ -66,6 +70,7 @@ impl Shared {
             policy: Arc::new(policy),
             limits,
             sink,
+            budget: Arc::new(LineBudget::new()),
             counters: Counters::default(),
         }
     }
@@ -73,12 +78,27 @@ impl Shared {
     /// A fresh store for one request, granting what the policy says.
     pub(crate) fn new_store(&self) -> Store<StoreData> {
         self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
-        let data = StoreData::new(&self.app, &self.policy, self.limits.memory, &self.sink);
+        let data = StoreData::new(
+            &self.app,
+            &self.policy,
+            self.limits.memory,
+            &self.sink,
+            &self.budget,
+        );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);
-        // Yield to the executor at every epoch tick: this is what keeps a
-        // spinning guest from holding a core.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick, charge what the guest's resources hold on the
+        // host to its memory limit (trapping it when over), and yield to the
+        // executor: this is what keeps a spinning guest from holding a core.
+        store.epoch_deadline_callback(|mut store| {
+            if store.data_mut().charge_host_memory() {
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Err(wasmtime::format_err!(
+                    "the guest's resources hold more host memory than its memory limit allows"
+                ))
+            }
+        });
         store.set_epoch_deadline(1);
         store
     }
@@ -166,8 +186,23 @@ fn describe(error: &wasmtime::Error) -> Failure {
             other => Failure::Trap(other.to_string()),
         };
     }
+    let table_full = error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return Failure::Trap(format!(
+            "it holds more than {MAX_TABLE_ENTRIES} resources at once"
+        ));
+    }
     let message = format!("{error:#}");
-    let first = message.lines().next().unwrap_or_default().to_string();
+    let mut first = message.lines().next().unwrap_or_default().to_string();
+    // A host call that failed inside the guest: its cause says what failed.
+    if first.starts_with("error while executing at wasm backtrace") {
+        first = error.root_cause().to_string();
+    }
     if first.contains("timed out") {
         Failure::Timeout
     } else {

@@ -156,6 +156,11 @@ impl Shoal {
         shoal
     }
 
+    /// The process id, to read its `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The node name of a host.
     pub fn name(&self) -> &str {
         &self.gossip.as_ref().expect("not a host").1
@@ -306,11 +311,6 @@ impl Shoal {
     /// Everything written to stderr so far.
     pub fn logs(&self) -> String {
         self.stderr.lines.lock().unwrap().0.join("\n")
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends a signal (`"INT"`, `"TERM"`, `"KILL"`).

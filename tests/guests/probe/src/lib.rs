@@ -66,9 +66,87 @@ impl Guest for Probe {
                 panic!("the probe panicked mid-body");
             }
             "/no-response" => {}
+            "/fields" => hoard_fields(number(query, "mb", 512) << 20, out),
+            "/field" => one_field(number(query, "kb", 1) << 10, out),
+            "/entries" => hoard_entries(number(query, "n", 100_000), out),
+            "/bodies" => hoard_bodies(number(query, "n", 512), out),
+            "/flood" => {
+                let n = number(query, "n", 5000);
+                for i in 0..n {
+                    println!("flood line {i}");
+                }
+                respond(out, 200, &format!("logged {n} lines\n"));
+            }
+            "/ansi" => {
+                println!("\u{1b}[31mred\u{1b}[0m\rrewritten \u{1b}]0;title\u{7} end");
+                respond(out, 200, "logged\n");
+            }
             _ => respond(out, 404, "no such probe route\n"),
         }
     }
+}
+
+/// Builds header fields of 60,000 bytes each, keeping them all, until
+/// they hold `bytes`; the host should stop the guest long before.
+fn hoard_fields(bytes: u64, out: ResponseOutparam) {
+    let value = vec![b'v'; 60_000];
+    let mut hoard = Vec::new();
+    let mut held = 0u64;
+    while held < bytes {
+        let fields = Fields::new();
+        if let Err(error) = fields.append("x-hoard", &value) {
+            return respond(out, 200, &format!("refused after {held} bytes: {error:?}\n"));
+        }
+        hoard.push(fields);
+        held += value.len() as u64;
+    }
+    respond(out, 200, &format!("held {} MiB in {} fields\n", held >> 20, hoard.len()));
+}
+
+/// Tries one header of `bytes` bytes.
+fn one_field(bytes: u64, out: ResponseOutparam) {
+    let fields = Fields::new();
+    match fields.append("x-one", &vec![b'v'; bytes as usize]) {
+        Ok(()) => respond(out, 200, "accepted\n"),
+        Err(error) => respond(out, 200, &format!("refused: {error:?}\n")),
+    }
+}
+
+/// Makes `n` empty fields resources and keeps them.
+fn hoard_entries(n: u64, out: ResponseOutparam) {
+    let hoard: Vec<Fields> = (0..n).map(|_| Fields::new()).collect();
+    respond(out, 200, &format!("held {} resources\n", hoard.len()));
+}
+
+/// Makes `n` responses and fills each one's body buffer with 1 MiB that
+/// is never sent, keeping them all.
+fn hoard_bodies(n: u64, out: ResponseOutparam) {
+    let chunk = vec![b'b'; 64 << 10];
+    let mut hoard = Vec::new();
+    for _ in 0..n {
+        let response = OutgoingResponse::new(Fields::new());
+        let body = response.body().unwrap();
+        let stream = body.write().unwrap();
+        let mut written = 0;
+        while written < 1 << 20 {
+            let room = stream.check_write().unwrap_or(0) as usize;
+            if room == 0 {
+                break;
+            }
+            let n = room.min(chunk.len());
+            stream.write(&chunk[..n]).unwrap();
+            written += n;
+        }
+        // The stream goes before its body when the hoard is dropped.
+        hoard.push((stream, body, response));
+    }
+    respond(out, 200, &format!("held {} unsent bodies\n", hoard.len()));
+}
+
+fn number(query: &str, name: &str, default: u64) -> u64 {
+    param(query, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Answers with the scheme, authority, target and `x-forwarded-prefix` the
