@@ -344,7 +344,7 @@ fn members(host: &Shoal) -> Option<usize> {
 
 /// Whether `host` serves `app` itself.
 fn serves(host: &Shoal, app: &str) -> bool {
-    let reply = get(&format!("{}/v1/apps/{app}", host.admin_url()));
+    let reply = host.admin_get(&format!("/v1/apps/{app}"));
     let view: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
     view["nodes"]
         .as_array()
