@@ -10,6 +10,7 @@ use shoal_runtime::OutboundRule;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminConfig};
+use crate::connections::Limits;
 use crate::ingress::{self, IngressConfig};
 use crate::mesh::metrics::MeshCollector;
 use crate::mesh::{Mesh, MeshConfig};
@@ -28,6 +29,8 @@ pub(crate) struct HostConfig {
     pub max_upload: u64,
     pub max_request_body: u64,
     pub mesh: MeshConfig,
+    pub ingress_limits: Limits,
+    pub admin_limits: Limits,
 }
 
 /// `shoal host`: restore, bind, join, serve until shutdown.
@@ -74,6 +77,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
             max_request_body: config.max_request_body,
             metrics: Some(node.metrics.clone()),
             forward: Some(mesh.forwarder.clone()),
+            limits: config.ingress_limits,
         },
         shutdown.clone(),
     );
@@ -81,6 +85,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         token: config.token.clone(),
         max_upload: config.max_upload,
         ingress: ingress_addr,
+        limits: config.admin_limits,
     };
     let admin = admin::serve(admin_listener, node.clone(), admin_config, shutdown);
     tokio::join!(ingress, admin);

@@ -11,6 +11,7 @@ use shoal_runtime::{Body, BodyError};
 use tokio::net::TcpListener;
 
 use crate::accept::{self, Listener};
+use crate::connections::Limits;
 use crate::mesh::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::respond::plain;
@@ -26,10 +27,12 @@ pub(crate) struct IngressConfig {
     pub metrics: Option<Arc<Metrics>>,
     /// Where requests for apps served elsewhere go, in a mesh.
     pub forward: Option<Arc<Forwarder>>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
 }
 
-/// Serves until `shutdown`, then stops accepting and waits for every open
-/// connection to finish its requests in flight.
+/// Serves until `shutdown`, then stops accepting and waits for open
+/// connections to finish their requests in flight (up to the drain limit).
 pub(crate) async fn serve(
     listener: TcpListener,
     routes: Arc<dyn Resolve>,
@@ -40,7 +43,8 @@ pub(crate) async fn serve(
     let config = Arc::new(config);
     let kind = Listener {
         name: "ingress",
-        drain: None,
+        cap_flag: "--max-connections",
+        limits: config.limits,
     };
     let handler_for = move |_peer| {
         let routes = routes.clone();

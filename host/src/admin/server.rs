@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,6 +16,7 @@ use super::error::ApiError;
 use super::reply::{AdminBody, body, error, json};
 use super::{peer, views};
 use crate::accept::{self, Listener};
+use crate::connections::Limits;
 use crate::metrics::AppGauges;
 use crate::node::Node;
 use crate::shutdown::Shutdown;
@@ -24,9 +24,6 @@ use crate::spec::AppSpec;
 
 /// Largest JSON body (an app spec) accepted.
 const MAX_JSON: usize = 1 << 20;
-/// How long open admin connections may finish after shutdown begins:
-/// followers of `shoal logs --follow` never finish by themselves.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// How the admin API is served.
 #[derive(Debug, Clone)]
@@ -37,6 +34,8 @@ pub(crate) struct AdminConfig {
     pub max_upload: u64,
     /// The ingress's address, for health.
     pub ingress: SocketAddr,
+    /// Timeouts, the connection cap and the drain limit.
+    pub limits: Limits,
 }
 
 /// Serves the admin and peer APIs until `shutdown`.
@@ -49,7 +48,8 @@ pub(crate) async fn serve(
     let config = Arc::new(config);
     let kind = Listener {
         name: "admin",
-        drain: Some(DRAIN),
+        cap_flag: "--max-admin-connections",
+        limits: config.limits,
     };
     let handler_for = move |_peer| {
         let (node, config) = (node.clone(), config.clone());

@@ -9,6 +9,7 @@ use clap::Args;
 
 use std::time::Duration;
 
+use crate::cli::ServerFlags;
 use crate::daemon::{self, HostConfig};
 use crate::mesh::MeshConfig;
 use crate::mesh::key::ClusterKey;
@@ -81,6 +82,24 @@ pub(crate) struct Host {
     /// This node's weight in placement (default: `--max-instances`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     capacity: Option<u32>,
+
+    /// How much longer than an app's deadline a request forwarded to the
+    /// node that serves it may take; past that it fails with 504.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    forward_grace: Duration,
+
+    /// How long pulling the desired state from a peer may take; a peer
+    /// that does not answer costs this once, never a stalled mesh.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pull_timeout: Duration,
+
+    /// Connections the admin API keeps open at once (default: 1/8 of the
+    /// open-file limit above 64, at most 1024).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_admin_connections: Option<u32>,
+
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 impl Host {
@@ -124,6 +143,8 @@ impl Host {
             )?,
             interval: self.gossip_interval,
             capacity: self.capacity,
+            forward_grace: self.forward_grace,
+            pull_timeout: self.pull_timeout,
         };
         let config = HostConfig {
             node: NodeConfig {
@@ -137,6 +158,8 @@ impl Host {
             max_upload: self.max_upload,
             max_request_body: self.max_request_body,
             mesh,
+            ingress_limits: self.server.ingress(),
+            admin_limits: self.server.admin(self.max_admin_connections),
         };
         let tokio = crate::executor::build()?;
         tokio.block_on(async move {

@@ -13,12 +13,14 @@ mod new;
 mod nodes;
 mod rm;
 mod run;
+mod server_flags;
 mod status;
 
 use clap::{Parser, Subcommand};
 
 pub(crate) use admin_flags::AdminFlags;
 pub(crate) use app_flags::AppFlags;
+pub(crate) use server_flags::ServerFlags;
 
 /// Shoal serves WebAssembly HTTP components: one binary on a laptop, the same
 /// binary as a mesh.

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use shoal_runtime::{AppConfig, Compiled, Runtime, RuntimeConfig, TracingSink};
 
-use crate::cli::AppFlags;
+use crate::cli::{AppFlags, ServerFlags};
 use crate::compiler::ChildCompiler;
 use crate::ingress::{self, IngressConfig};
 use crate::progress::Progress;
@@ -44,6 +44,9 @@ pub(crate) struct Run {
 
     #[command(flatten)]
     app: AppFlags,
+
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 impl Run {
@@ -104,6 +107,7 @@ impl Run {
                 forward: None,
                 max_request_body: self.max_request_body,
                 metrics: None,
+                limits: self.server.ingress(),
             };
             ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
             eprintln!("stopped");
