@@ -120,10 +120,10 @@ async fn handle(
     }
     let app = match resolved.target {
         Target::Local(app) => app,
-        Target::Elsewhere(name) => {
+        Target::Elsewhere { app: name, deadline } => {
             let started = std::time::Instant::now();
             let response = match &config.forward {
-                Some(forwarder) => forwarder.forward(&name, request).await,
+                Some(forwarder) => forwarder.forward(&name, deadline, request).await,
                 None => plain(
                     StatusCode::NOT_FOUND,
                     format!("app `{name}` is not served here\n"),

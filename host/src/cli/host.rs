@@ -85,17 +85,17 @@ pub(crate) struct Host {
 
     /// How much longer than an app's deadline a request forwarded to the
     /// node that serves it may take; past that it fails with 504.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", env = "SHOAL_FORWARD_GRACE", value_parser = parse_duration)]
     forward_grace: Duration,
 
     /// How long pulling the desired state from a peer may take; a peer
     /// that does not answer costs this once, never a stalled mesh.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", env = "SHOAL_PULL_TIMEOUT", value_parser = parse_duration)]
     pull_timeout: Duration,
 
     /// Connections the admin API keeps open at once (default: 1/8 of the
     /// open-file limit above 64, at most 1024).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_ADMIN_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     max_admin_connections: Option<u32>,
 
     #[command(flatten)]

@@ -18,28 +18,28 @@ const ADMIN_DRAIN: Duration = Duration::from_secs(5);
 pub(crate) struct ServerFlags {
     /// Longest a client may take to send a request head, from connecting
     /// or from the first byte after its last response.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", env = "SHOAL_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
     /// How long a connection with no request in flight stays open, and how
     /// long a response may wait on a client that does not read it.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", env = "SHOAL_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Interval of HTTP/2 keep-alive pings; a client that leaves one
     /// unanswered for as long is disconnected (`off`: no pings).
-    #[arg(long, value_name = "DURATION|off", default_value = "20s", value_parser = parse_keep_alive)]
+    #[arg(long, value_name = "DURATION|off", default_value = "20s", env = "SHOAL_HTTP2_KEEP_ALIVE", value_parser = parse_keep_alive)]
     pub http2_keep_alive: KeepAlive,
 
     /// Connections the HTTP server keeps open at once; past it the oldest
     /// idle or half-sent one is closed (default: 5/8 of the open-file limit
     /// above 64, at most 65536).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
 
     /// How long requests in flight may take to finish after the first
     /// Ctrl-C or SIGTERM; connections still open then are closed.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", env = "SHOAL_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 }
 
