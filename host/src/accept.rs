@@ -75,6 +75,7 @@ pub(crate) async fn serve<H, F, B>(
                 tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
             }
         });
+        table.settle().await;
     }
     drop(listener);
     table.drain().await;

@@ -242,7 +242,8 @@ pub(crate) struct Table {
     limits: Limits,
     clock: Arc<Clock>,
     inner: Mutex<Inner>,
-    emptied: Notify,
+    /// Notified whenever a connection goes.
+    gone: Notify,
 }
 
 /// A connection's place in its table, given up on drop.
@@ -254,11 +255,12 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // Gone: a stale list of victims must not count it as evictable.
+        self.entry.close.store(Close::Now as u8, Ordering::Release);
         let mut inner = self.table.lock();
         inner.entries.try_remove(self.key);
-        if inner.entries.is_empty() {
-            self.table.emptied.notify_waiters();
-        }
+        drop(inner);
+        self.table.gone.notify_waiters();
     }
 }
 
@@ -268,6 +270,8 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long connections told to close at once may take to go.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long the accept loop waits for an evicted connection to go.
+const SETTLE: Duration = Duration::from_millis(100);
 
 impl Table {
     pub(crate) fn new(name: &'static str, cap_flag: &'static str, limits: Limits) -> Arc<Table> {
@@ -287,7 +291,7 @@ impl Table {
                 burst: Burst::default(),
                 failing: Failing::default(),
             }),
-            emptied: Notify::new(),
+            gone: Notify::new(),
         })
     }
 
@@ -455,14 +459,29 @@ impl Table {
         }
     }
 
-    async fn emptied(&self) {
+    /// Waits until at most `open` connections are open.
+    async fn down_to(&self, open: usize) {
         loop {
-            let mut notified = pin!(self.emptied.notified());
+            let mut notified = pin!(self.gone.notified());
             notified.as_mut().enable();
-            if self.len() == 0 {
+            if self.len() <= open {
                 return;
             }
             notified.await;
+        }
+    }
+
+    async fn emptied(&self) {
+        self.down_to(0).await;
+    }
+
+    /// Past the cap (a connection was just admitted in place of one told to
+    /// close), waits a moment for the evicted to go, so a burst of accepts
+    /// cannot outrun the evictions and run the process out of descriptors.
+    pub(crate) async fn settle(&self) {
+        let cap = self.limits.max_connections;
+        if self.len() > cap {
+            let _ = tokio::time::timeout(SETTLE, self.down_to(cap)).await;
         }
     }
 
