@@ -111,7 +111,11 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
     let flooded = Instant::now();
     let mut stale = half_sent(host.addr, 300);
     stale.extend(half_sent(host.admin.unwrap(), 300));
-    eprintln!("{} half-sent connections open after {:?}", stale.len(), flooded.elapsed());
+    eprintln!(
+        "{} half-sent connections open after {:?}",
+        stale.len(),
+        flooded.elapsed()
+    );
 
     let mut failures = Vec::new();
     for (what, url) in [("/v1/health", &health), ("/hello", &host.url("/hello"))] {
@@ -145,7 +149,10 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     // And the host still serves once they are gone.
-    assert_eq!(get_within(&health, Duration::from_secs(2)).map(|r| r.0), Some(200));
+    assert_eq!(
+        get_within(&health, Duration::from_secs(2)).map(|r| r.0),
+        Some(200)
+    );
 }
 
 #[test]
@@ -173,7 +180,11 @@ fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
     kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answer = [0u8; 1024];
     let n = kept.read(&mut answer).unwrap_or(0);
-    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer[..n]));
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     if !closed_by(&mut silent, opened + Duration::from_millis(2000)) {
         failures.push("a connection that sent nothing was open 2 s after connecting".to_string());
     }
@@ -181,9 +192,13 @@ fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
     if closed_by(&mut kept, opened + Duration::from_millis(2500)) {
         failures.push("an idle keep-alive closed before the idle timeout".to_string());
     } else if !closed_by(&mut kept, opened + Duration::from_millis(5000)) {
-        failures.push("an idle keep-alive was open 5 s after its request (idle timeout 3 s)".into());
+        failures
+            .push("an idle keep-alive was open 5 s after its request (idle timeout 3 s)".into());
     }
-    eprintln!("head-less connection closed after {silent_closed:?}, idle one after {:?}", opened.elapsed());
+    eprintln!(
+        "head-less connection closed after {silent_closed:?}, idle one after {:?}",
+        opened.elapsed()
+    );
 
     // Shutdown with a half-sent request open ends at the drain limit.
     let mut half = half_sent(run.addr, 1);
@@ -195,7 +210,10 @@ fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
         None => failures.push("still running 8 s after SIGTERM (drain limit 1 s)".into()),
     }
     if signalled.elapsed() > Duration::from_secs(3) {
-        failures.push(format!("shutdown took {:?} with a 1 s drain limit", signalled.elapsed()));
+        failures.push(format!(
+            "shutdown took {:?} with a 1 s drain limit",
+            signalled.elapsed()
+        ));
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -211,7 +229,11 @@ impl Mesh {
     fn start(n: usize) -> Mesh {
         let keys = tempfile::tempdir().unwrap();
         let key = keys.path().join("cluster.key");
-        let keygen = run_to_exit(&shoal(), &["keygen", key.to_str().unwrap()], Duration::from_secs(10));
+        let keygen = run_to_exit(
+            &shoal(),
+            &["keygen", key.to_str().unwrap()],
+            Duration::from_secs(10),
+        );
         assert!(keygen.0.success(), "{}", keygen.2);
         let mut hosts: Vec<Shoal> = Vec::new();
         let mut dirs = Vec::new();
@@ -232,20 +254,28 @@ impl Mesh {
             _keys: keys,
         };
         for host in &mesh.hosts {
-            wait_until(Duration::from_secs(30), "every host to see the others", || {
-                admin(host, "/v1/health").is_some_and(|h| h["members"] == n)
-            });
+            wait_until(
+                Duration::from_secs(30),
+                "every host to see the others",
+                || admin(host, "/v1/health").is_some_and(|h| h["members"] == n),
+            );
         }
         mesh
     }
 
     fn index_of(&self, name: &str) -> usize {
-        self.hosts.iter().position(|h| h.name() == name).expect("a host of that name")
+        self.hosts
+            .iter()
+            .position(|h| h.name() == name)
+            .expect("a host of that name")
     }
 }
 
 fn admin(host: &Shoal, path: &str) -> Option<serde_json::Value> {
-    let (status, body, _) = get_within(&format!("{}{path}", host.admin_url()), Duration::from_secs(5))?;
+    let (status, body, _) = get_within(
+        &format!("{}{path}", host.admin_url()),
+        Duration::from_secs(5),
+    )?;
     (status == 200).then(|| serde_json::from_str(&body).unwrap())
 }
 
@@ -275,7 +305,10 @@ fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
     const GRACE: Duration = Duration::from_secs(2);
     let mesh = Mesh::start(3);
     let bin = shoal();
-    mesh.hosts[0].cli_ok(&bin, &["deploy", guests::HELLO, "--name", "solo", "--timeout", "1s"]);
+    mesh.hosts[0].cli_ok(
+        &bin,
+        &["deploy", guests::HELLO, "--name", "solo", "--timeout", "1s"],
+    );
     let mut holder = String::new();
     wait_until(Duration::from_secs(30), "a ready holder of solo", || {
         let Some(view) = admin(&mesh.hosts[0], "/v1/apps/solo") else {
@@ -290,19 +323,26 @@ fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
     let h = mesh.index_of(&holder);
     let (x, y) = (&mesh.hosts[(h + 1) % 3], &mesh.hosts[(h + 2) % 3]);
     for host in [x, y] {
-        wait_until(Duration::from_secs(30), "solo served through the others", || {
-            get_within(&host.url("/solo"), Duration::from_secs(5)).is_some_and(|r| r.0 == 200)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "solo served through the others",
+            || get_within(&host.url("/solo"), Duration::from_secs(5)).is_some_and(|r| r.0 == 200),
+        );
     }
 
     mesh.hosts[h].signal("STOP");
     let _stopped = Stopped(&mesh.hosts[h]);
     let frozen = Instant::now();
     // Requests through both others go to the frozen holder.
-    let requests: Vec<_> = [x.url("/solo"), y.url("/solo"), x.url("/solo"), y.url("/solo")]
-        .into_iter()
-        .map(|url| std::thread::spawn(move || get_within(&url, Duration::from_secs(15))))
-        .collect();
+    let requests: Vec<_> = [
+        x.url("/solo"),
+        y.url("/solo"),
+        x.url("/solo"),
+        y.url("/solo"),
+    ]
+    .into_iter()
+    .map(|url| std::thread::spawn(move || get_within(&url, Duration::from_secs(15))))
+    .collect();
     // Deploys on X must reach Y, whatever the frozen node holds up.
     x.cli_ok(&bin, &["deploy", guests::HELLO, "--name", "first"]);
     std::thread::sleep(Duration::from_millis(1500));
@@ -313,8 +353,17 @@ fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
         std::thread::sleep(Duration::from_millis(50));
     }
     match admin(y, "/v1/apps/second") {
-        Some(_) => eprintln!("a deploy on {} reached {} in {:?} with {holder} frozen", x.name(), y.name(), deployed.elapsed()),
-        None => failures.push(format!("a deploy on {} did not reach {} within 5 s with {holder} frozen", x.name(), y.name())),
+        Some(_) => eprintln!(
+            "a deploy on {} reached {} in {:?} with {holder} frozen",
+            x.name(),
+            y.name(),
+            deployed.elapsed()
+        ),
+        None => failures.push(format!(
+            "a deploy on {} did not reach {} within 5 s with {holder} frozen",
+            x.name(),
+            y.name()
+        )),
     }
     for request in requests {
         match request.join().unwrap() {

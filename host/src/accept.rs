@@ -95,7 +95,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut http2 = builder.http2();
     http2.timer(TokioTimer::new());
     if let Some(interval) = limits.http2_keep_alive {
-        http2.keep_alive_interval(interval).keep_alive_timeout(interval);
+        http2
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(interval);
     }
     builder
 }

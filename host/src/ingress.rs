@@ -120,7 +120,10 @@ async fn handle(
     }
     let app = match resolved.target {
         Target::Local(app) => app,
-        Target::Elsewhere { app: name, deadline } => {
+        Target::Elsewhere {
+            app: name,
+            deadline,
+        } => {
             let started = std::time::Instant::now();
             let response = match &config.forward {
                 Some(forwarder) => forwarder.forward(&name, deadline, request).await,

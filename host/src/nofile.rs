@@ -68,7 +68,8 @@ mod tests {
                     Max processes             96362                96362                processes \n\
                     Max open files            256                  4096                 files     \n";
         assert_eq!(parse_soft_limit(text), Some(256));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_soft_limit(unlimited), Some(u64::MAX));
         assert_eq!(parse_soft_limit("nothing here"), None);
         // This process has one, whatever it is.
@@ -78,10 +79,22 @@ mod tests {
     #[test]
     fn caps_leave_room_for_the_rest_of_the_host() {
         let small = caps(256);
-        assert_eq!(small, Caps { ingress: 120, admin: 24 });
+        assert_eq!(
+            small,
+            Caps {
+                ingress: 120,
+                admin: 24
+            }
+        );
         assert!(small.ingress + small.admin + BASE as usize + 40 <= 256);
         let usual = caps(1024);
-        assert_eq!(usual, Caps { ingress: 600, admin: 120 });
+        assert_eq!(
+            usual,
+            Caps {
+                ingress: 600,
+                admin: 120
+            }
+        );
         assert_eq!(caps(u64::MAX).ingress, MAX_INGRESS as usize);
         assert_eq!(caps(u64::MAX).admin, MAX_ADMIN as usize);
         // Even an absurdly low limit leaves each listener something.

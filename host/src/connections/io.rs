@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::Entry;
+use super::entry::Entry;
 
 /// A socket whose reads and writes are reported to its entry.
 pub(crate) struct Watched<T> {

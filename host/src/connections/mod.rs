@@ -13,11 +13,12 @@
 //! half-sent connections cannot lock out a client that sends a request; only
 //! when every connection is busy is the new one refused with 503.
 
+mod entry;
 mod io;
 
 use std::collections::VecDeque;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use slab::Slab;
 use tokio::sync::Notify;
 
+pub(crate) use entry::Entry;
+use entry::{Clock, Close, Seen};
 pub(crate) use io::{Guard, Tracked, Watched};
 
 /// The limits of one listener's connections.
@@ -45,17 +48,6 @@ pub(crate) struct Limits {
     pub drain: Duration,
 }
 
-/// How a connection is to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub(crate) enum Close {
-    Open = 0,
-    /// Finish what is in flight, then close (HTTP/2: GOAWAY).
-    Gently = 1,
-    /// Drop it now.
-    Now = 2,
-}
-
 /// Why the sweeper closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
@@ -65,122 +57,6 @@ enum Reason {
     Idle,
     /// A write waited the idle timeout on a client that does not read.
     Stalled,
-}
-
-/// A coarse clock in milliseconds (never 0), advanced by the sweeper and
-/// at each accept: reading it on the request path is one atomic load.
-struct Clock {
-    epoch: Instant,
-    now: AtomicU64,
-}
-
-impl Clock {
-    fn now(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
-    }
-
-    fn tick(&self) -> u64 {
-        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.now.fetch_max(ms, Ordering::Relaxed).max(ms)
-    }
-}
-
-/// What a listener knows of one open connection. Times are [`Clock`]
-/// milliseconds; 0 means "not set".
-pub(crate) struct Entry {
-    clock: Arc<Clock>,
-    /// Requests whose response body is not done.
-    in_flight: AtomicU32,
-    /// When the connection was accepted or last fell idle.
-    since: AtomicU64,
-    /// When the first byte arrived since it fell idle (HTTP/1.1: the next
-    /// request head has begun).
-    head_since: AtomicU64,
-    /// Whether a request head ever arrived, and whether it was HTTP/2.
-    served: AtomicBool,
-    h2: AtomicBool,
-    /// Since when a write has waited on the client.
-    write_blocked: AtomicU64,
-    close: AtomicU8,
-    wake: Notify,
-}
-
-/// An entry as the sweeper reads it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    in_flight: u32,
-    since: u64,
-    head_since: u64,
-    served: bool,
-    h2: bool,
-    write_blocked: u64,
-}
-
-impl Entry {
-    fn new(clock: Arc<Clock>) -> Entry {
-        let now = clock.now();
-        Entry {
-            clock,
-            in_flight: AtomicU32::new(0),
-            since: AtomicU64::new(now),
-            head_since: AtomicU64::new(0),
-            served: AtomicBool::new(false),
-            h2: AtomicBool::new(false),
-            write_blocked: AtomicU64::new(0),
-            close: AtomicU8::new(Close::Open as u8),
-            wake: Notify::new(),
-        }
-    }
-
-    fn bytes_read(&self) {
-        if self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_since.load(Ordering::Relaxed) == 0
-        {
-            self.head_since.store(self.clock.now(), Ordering::Relaxed);
-        }
-    }
-
-    fn write_polled(&self, pending: bool) {
-        let blocked = self.write_blocked.load(Ordering::Relaxed);
-        if pending && blocked == 0 {
-            self.write_blocked.store(self.clock.now(), Ordering::Relaxed);
-        } else if !pending && blocked != 0 {
-            self.write_blocked.store(0, Ordering::Relaxed);
-        }
-    }
-
-    fn request_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.head_since.store(0, Ordering::Relaxed);
-            self.since.store(self.clock.now(), Ordering::Relaxed);
-        }
-    }
-
-    /// Asks the connection to end (never less firmly than asked before).
-    fn close(&self, how: Close) {
-        if self.close.fetch_max(how as u8, Ordering::AcqRel) < how as u8 {
-            self.wake.notify_one();
-        }
-    }
-
-    fn closing(&self) -> Close {
-        match self.close.load(Ordering::Acquire) {
-            0 => Close::Open,
-            1 => Close::Gently,
-            _ => Close::Now,
-        }
-    }
-
-    fn seen(&self) -> Seen {
-        Seen {
-            in_flight: self.in_flight.load(Ordering::Acquire),
-            since: self.since.load(Ordering::Relaxed),
-            head_since: self.head_since.load(Ordering::Relaxed),
-            served: self.served.load(Ordering::Relaxed),
-            h2: self.h2.load(Ordering::Relaxed),
-            write_blocked: self.write_blocked.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// Whether a connection seen as `seen` at `now` has outstayed a limit.

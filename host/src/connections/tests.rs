@@ -97,7 +97,10 @@ fn half_sent_heads_give_way_before_idle_keep_alives() {
 fn the_refusal_is_one_whole_response() {
     let text = std::str::from_utf8(REFUSED).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.contains(&format!("content-length: {}", body.len())), "{text}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{text}"
+    );
 }
 
 /// A connected pair on loopback: the server's side (tokio) and the client's.

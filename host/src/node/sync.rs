@@ -163,11 +163,8 @@ pub(crate) fn round(replica: &impl Replica, view: &Members, rounds: &mut Rounds)
             continue;
         }
         rounds.pulling.insert(member.name.clone());
-        let (replica, member, finished) = (
-            replica.clone(),
-            member.clone(),
-            rounds.finished_tx.clone(),
-        );
+        let (replica, member, finished) =
+            (replica.clone(), member.clone(), rounds.finished_tx.clone());
         tokio::spawn(async move {
             let outcome = match replica.pull(&member).await {
                 Ok(records) => match replica.merge(records).await {

@@ -71,7 +71,11 @@ async fn a_frozen_peer_holds_one_pull_and_never_the_rounds() {
         assert_eq!(round(&replica, &view, &mut rounds), 1);
     }
     let pulls = replica.pulls.lock().unwrap().clone();
-    assert_eq!(pulls.iter().filter(|p| *p == "frozen").count(), 1, "{pulls:?}");
+    assert_eq!(
+        pulls.iter().filter(|p| *p == "frozen").count(),
+        1,
+        "{pulls:?}"
+    );
     assert_eq!(*replica.merges.lock().unwrap(), 3);
 }
 
