@@ -156,7 +156,7 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
 }
 
 #[test]
-fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
+fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() {
     let scratch = tempfile::tempdir().unwrap();
     let bin = launcher(
         scratch.path(),
@@ -167,8 +167,20 @@ fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
             ("SHOAL_DRAIN_TIMEOUT", "1s"),
         ],
     );
-    let mut run = Shoal::run(&bin, guests::HELLO, &[]);
+    let mut run = Shoal::run(&bin, guests::PROBE, &[]);
     let mut failures = Vec::new();
+
+    // A client that asks for 32 MiB and reads none of it: the response
+    // waits on it for the idle timeout, then the connection is dropped.
+    const BIG: usize = 32 << 20;
+    let mut unread = TcpStream::connect(run.addr).unwrap();
+    write!(
+        unread,
+        "GET /bytes?n={BIG} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        run.addr
+    )
+    .unwrap();
+    let asked = Instant::now();
 
     // A connection that never sends a byte goes at the header-read timeout.
     let opened = Instant::now();
@@ -199,6 +211,24 @@ fn idle_and_headless_connections_close_on_time_and_shutdown_is_bounded() {
         "head-less connection closed after {silent_closed:?}, idle one after {:?}",
         opened.elapsed()
     );
+    std::thread::sleep(
+        (asked + Duration::from_millis(4500)).saturating_duration_since(Instant::now()),
+    );
+    unread
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = unread.read_to_end(&mut received);
+    eprintln!(
+        "a client that stopped reading got {} of {BIG} bytes",
+        received.len()
+    );
+    if received.len() >= BIG {
+        failures.push(format!(
+            "a response stalled on its client for 4.5 s was still whole ({} bytes; idle timeout 3 s)",
+            received.len()
+        ));
+    }
 
     // Shutdown with a half-sent request open ends at the drain limit.
     let mut half = half_sent(run.addr, 1);

@@ -43,6 +43,13 @@ pub(crate) async fn serve<H, F, B>(
     TokioExecutor: HttpServerConnExec<ServiceFuture<F, B>, Tracked<B>>,
 {
     let table = Table::new(kind.name, kind.cap_flag, kind.limits);
+    tracing::info!(
+        listener = kind.name,
+        max_connections = kind.limits.max_connections,
+        header_read_timeout = ?kind.limits.header_read_timeout,
+        idle_timeout = ?kind.limits.idle_timeout,
+        "accepting connections"
+    );
     let sweeper = tokio::spawn(table.clone().sweeper());
     let builder = builder(&kind.limits);
     loop {

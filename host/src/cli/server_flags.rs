@@ -31,7 +31,7 @@ pub(crate) struct ServerFlags {
     #[arg(long, value_name = "DURATION|off", default_value = "20s", env = "SHOAL_HTTP2_KEEP_ALIVE", value_parser = parse_keep_alive)]
     pub http2_keep_alive: KeepAlive,
 
-    /// Connections the HTTP server keeps open at once; past it the oldest
+    /// Connections the ingress keeps open at once; past it the oldest
     /// idle or half-sent one is closed (default: 5/8 of the open-file limit
     /// above 64, at most 65536).
     #[arg(long, value_name = "N", env = "SHOAL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]

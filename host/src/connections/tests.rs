@@ -185,3 +185,22 @@ async fn drain_waits_for_connections_to_go_then_drops_the_rest() {
     held.await.unwrap();
     assert_eq!(table.len(), 0);
 }
+
+#[tokio::test]
+async fn failed_accepts_back_off_and_out_of_files_frees_one() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let table = Table::new("test", "--max-connections", limits(8));
+    let (s1, _c1) = pair(&listener).await;
+    let idle = table.admit(&s1).unwrap();
+    let emfile = std::io::Error::from_raw_os_error(24);
+    let waits: Vec<Duration> = (0..12).map(|_| table.accept_failed(&emfile)).collect();
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+    assert!(waits[0] >= Duration::from_millis(10));
+    assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+    // Out of descriptors: the idle connection was told to go.
+    assert_eq!(idle.entry.closing(), Close::Now);
+    // The next accept ends the streak: back to the shortest wait.
+    let (s2, _c2) = pair(&listener).await;
+    let _second = table.admit(&s2).unwrap();
+    assert!(table.accept_failed(&emfile) < Duration::from_millis(100));
+}
