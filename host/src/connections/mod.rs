@@ -284,10 +284,15 @@ impl Table {
                 closed[reason as usize] += 1;
             }
         }
-        inner.victims = victims(&inner.entries);
-        inner.exhausted = false;
         let open = inner.entries.len();
         let cap = self.limits.max_connections;
+        // Ranked ahead only near the cap; past it, `evict` ranks on demand.
+        inner.victims = if open >= cap - cap / 10 {
+            victims(&inner.entries)
+        } else {
+            VecDeque::new()
+        };
+        inner.exhausted = false;
         let burst = &mut inner.burst;
         if let Some(since) = burst.since
             && open < cap - cap / 10
