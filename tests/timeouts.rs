@@ -101,10 +101,42 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
         Some(256),
         &[("SHOAL_HEADER_READ_TIMEOUT", "3s")],
     );
-    let host = Shoal::host(&bin, &scratch.path().join("data"), &[]);
+    let data = scratch.path().join("data");
+    let host = Shoal::host(&bin, &data, &[]);
+    // A peer without the limit, joined to it: peer sync must keep working.
+    let key = data.join("cluster.key");
+    let peer_dir = tempfile::tempdir().unwrap();
+    let peer = Shoal::host(
+        &shoal(),
+        peer_dir.path(),
+        &[
+            "--join",
+            &host.gossip_addr(),
+            "--cluster-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    // A guest calling out: its outbound connections need descriptors too.
+    let upstream = shoal_test_support::upstream("pong");
     host.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
+    let allow = upstream.to_string();
+    host.cli_ok(
+        &shoal(),
+        &[
+            "deploy",
+            guests::PROBE,
+            "--name",
+            "probe",
+            "--allow-outbound",
+            &allow,
+        ],
+    );
     let health = format!("{}/v1/health", host.admin_url());
-    assert!(get_within(&host.url("/hello"), Duration::from_secs(30)).is_some_and(|r| r.0 == 200));
+    let fetch = host.url(&format!("/probe/fetch?url=http://{upstream}/"));
+    for url in [&host.url("/hello"), &fetch] {
+        let ready = || get_within(url, Duration::from_secs(30)).is_some_and(|r| r.0 == 200);
+        wait_until(Duration::from_secs(30), url, ready);
+    }
 
     // 300 half-sent requests on each listener: more than the process has
     // descriptors for.
@@ -118,11 +150,45 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
     );
 
     let mut failures = Vec::new();
-    for (what, url) in [("/v1/health", &health), ("/hello", &host.url("/hello"))] {
+    let checks = [
+        ("/v1/health", &health),
+        ("/hello", &host.url("/hello")),
+        ("a guest's outbound call", &fetch),
+    ];
+    for (what, url) in checks {
         match get_within(url, Duration::from_secs(2)) {
             Some((200, _, took)) => eprintln!("{what} answered in {took:?} during the flood"),
             other => failures.push(format!("{what} did not answer 200 within 2 s: {other:?}")),
         }
+    }
+    // Deploys cross both ways: the flooded host pulls from its peer (its
+    // own outbound connection), and the peer pulls from the flooded admin
+    // listener.
+    peer.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "late"]);
+    let (status, _, stderr) = host.cli(&shoal(), &["deploy", guests::HELLO, "--name", "local"]);
+    if !status.success() {
+        failures.push(format!(
+            "a deploy on the flooded host failed: {}",
+            stderr.trim()
+        ));
+    }
+    let deployed = Instant::now();
+    let knows = |h: &Shoal, app: &str| {
+        let url = format!("{}/v1/apps/{app}", h.admin_url());
+        get_within(&url, Duration::from_secs(2)).is_some_and(|r| r.0 == 200)
+    };
+    let both = || knows(&host, "late") && knows(&peer, "local");
+    while !both() && deployed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if both() {
+        eprintln!(
+            "deploys crossed in {:?} during the flood",
+            deployed.elapsed()
+        );
+    } else {
+        failures
+            .push("deploys did not cross between the flooded host and its peer within 5 s".into());
     }
     // The sweeper runs every quarter of the timeout; the rest is slack.
     let slack = Duration::from_millis(1500);
