@@ -92,78 +92,60 @@ fn closed_by(stream: &mut TcpStream, by: Instant) -> bool {
     }
 }
 
-#[test]
-fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
-    const HEADER: Duration = Duration::from_secs(3);
-    let scratch = tempfile::tempdir().unwrap();
-    let bin = launcher(
-        scratch.path(),
-        Some(256),
-        &[("SHOAL_HEADER_READ_TIMEOUT", "3s")],
-    );
-    let data = scratch.path().join("data");
+/// What went wrong, collected so one run against an old binary reports
+/// every failing point, not only the first.
+type Failures = Vec<String>;
+
+/// A host under `ulimit -n 256` (header-read timeout 3 s), joined by a peer
+/// without the limit, serving `/hello` and a probe allowed to call an
+/// upstream; returns them, and the probe's URL that calls out.
+fn flooded_pair(scratch: &Path) -> (Shoal, Shoal, String) {
+    let bin = launcher(scratch, Some(256), &[("SHOAL_HEADER_READ_TIMEOUT", "3s")]);
+    let data = scratch.join("data");
     let host = Shoal::host(&bin, &data, &[]);
-    // A peer without the limit, joined to it: peer sync must keep working.
     let key = data.join("cluster.key");
-    let peer_dir = tempfile::tempdir().unwrap();
-    let peer = Shoal::host(
-        &shoal(),
-        peer_dir.path(),
-        &[
-            "--join",
-            &host.gossip_addr(),
-            "--cluster-key-file",
-            key.to_str().unwrap(),
-        ],
-    );
-    // A guest calling out: its outbound connections need descriptors too.
+    let peer_dir = scratch.join("peer");
+    let join = [
+        "--join",
+        &host.gossip_addr(),
+        "--cluster-key-file",
+        key.to_str().unwrap(),
+    ];
+    let peer = Shoal::host(&shoal(), &peer_dir, &join);
     let upstream = shoal_test_support::upstream("pong");
     host.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "hello"]);
     let allow = upstream.to_string();
-    host.cli_ok(
-        &shoal(),
-        &[
-            "deploy",
-            guests::PROBE,
-            "--name",
-            "probe",
-            "--allow-outbound",
-            &allow,
-        ],
-    );
-    let health = format!("{}/v1/health", host.admin_url());
+    let probe = [
+        "deploy",
+        guests::PROBE,
+        "--name",
+        "probe",
+        "--allow-outbound",
+        &allow,
+    ];
+    host.cli_ok(&shoal(), &probe);
     let fetch = host.url(&format!("/probe/fetch?url=http://{upstream}/"));
     for url in [&host.url("/hello"), &fetch] {
         let ready = || get_within(url, Duration::from_secs(30)).is_some_and(|r| r.0 == 200);
         wait_until(Duration::from_secs(30), url, ready);
     }
+    (host, peer, fetch)
+}
 
-    // 300 half-sent requests on each listener: more than the process has
-    // descriptors for.
-    let flooded = Instant::now();
-    let mut stale = half_sent(host.addr, 300);
-    stale.extend(half_sent(host.admin.unwrap(), 300));
-    eprintln!(
-        "{} half-sent connections open after {:?}",
-        stale.len(),
-        flooded.elapsed()
-    );
-
-    let mut failures = Vec::new();
-    let checks = [
-        ("/v1/health", &health),
-        ("/hello", &host.url("/hello")),
-        ("a guest's outbound call", &fetch),
-    ];
+/// Each of `checks` (what, URL) answers 200 within 2 s.
+fn answers(checks: &[(&str, &str)], failures: &mut Failures) {
     for (what, url) in checks {
         match get_within(url, Duration::from_secs(2)) {
             Some((200, _, took)) => eprintln!("{what} answered in {took:?} during the flood"),
             other => failures.push(format!("{what} did not answer 200 within 2 s: {other:?}")),
         }
     }
-    // Deploys cross both ways: the flooded host pulls from its peer (its
-    // own outbound connection), and the peer pulls from the flooded admin
-    // listener.
+}
+
+/// Deploys cross both ways within 5 s: `host` pulls from `peer` (an
+/// outbound connection of its own) and `peer` pulls from `host`'s admin
+/// listener.
+fn deploys_cross(host: &Shoal, peer: &Shoal, failures: &mut Failures) {
     peer.cli_ok(&shoal(), &["deploy", guests::HELLO, "--name", "late"]);
     let (status, _, stderr) = host.cli(&shoal(), &["deploy", guests::HELLO, "--name", "local"]);
     if !status.success() {
@@ -177,7 +159,7 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
         let url = format!("{}/v1/apps/{app}", h.admin_url());
         get_within(&url, Duration::from_secs(2)).is_some_and(|r| r.0 == 200)
     };
-    let both = || knows(&host, "late") && knows(&peer, "local");
+    let both = || knows(host, "late") && knows(peer, "local");
     while !both() && deployed.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -190,23 +172,55 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
         failures
             .push("deploys did not cross between the flooded host and its peer within 5 s".into());
     }
-    // The sweeper runs every quarter of the timeout; the rest is slack.
+}
+
+/// Every stale connection is closed by the server within `timeout` of its
+/// connect (plus the sweeper's quarter of it and some slack).
+fn stale_closed(stale: &mut [(TcpStream, Instant)], timeout: Duration, failures: &mut Failures) {
     let slack = Duration::from_millis(1500);
     let still_open = stale
         .iter_mut()
-        .map(|(stream, connected)| closed_by(stream, *connected + HEADER + slack))
+        .map(|(stream, connected)| closed_by(stream, *connected + timeout + slack))
         .filter(|closed| !closed)
         .count();
     eprintln!(
-        "{still_open} of {} stale connections open {:?} after the flood",
-        stale.len(),
-        flooded.elapsed()
+        "{still_open} of {} stale connections still open",
+        stale.len()
     );
     if still_open > 0 {
         failures.push(format!(
-            "{still_open} half-sent connections still open past the {HEADER:?} header-read timeout"
+            "{still_open} half-sent connections still open past the {timeout:?} header-read timeout"
         ));
     }
+}
+
+#[test]
+fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (host, peer, fetch) = flooded_pair(scratch.path());
+    let health = format!("{}/v1/health", host.admin_url());
+
+    // 300 half-sent requests on each listener: more than the process has
+    // descriptors for.
+    let flooded = Instant::now();
+    let mut stale = half_sent(host.addr, 300);
+    stale.extend(half_sent(host.admin.unwrap(), 300));
+    eprintln!(
+        "{} half-sent connections open after {:?}",
+        stale.len(),
+        flooded.elapsed()
+    );
+
+    let mut failures = Failures::new();
+    let hello = host.url("/hello");
+    let checks = [
+        ("/v1/health", health.as_str()),
+        ("/hello", hello.as_str()),
+        ("a guest's outbound call", fetch.as_str()),
+    ];
+    answers(&checks, &mut failures);
+    deploys_cross(&host, &peer, &mut failures);
+    stale_closed(&mut stale, Duration::from_secs(3), &mut failures);
     if host
         .wait_for_log("connection cap reached", Duration::from_secs(1))
         .is_none()
@@ -221,54 +235,36 @@ fn half_sent_requests_under_a_low_file_limit_leave_the_host_answering() {
     );
 }
 
-#[test]
-fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() {
-    let scratch = tempfile::tempdir().unwrap();
-    let bin = launcher(
-        scratch.path(),
-        None,
-        &[
-            ("SHOAL_HEADER_READ_TIMEOUT", "1s"),
-            ("SHOAL_IDLE_TIMEOUT", "3s"),
-            ("SHOAL_DRAIN_TIMEOUT", "1s"),
-        ],
-    );
-    let mut run = Shoal::run(&bin, guests::PROBE, &[]);
-    let mut failures = Vec::new();
-
-    // A client that asks for 32 MiB and reads none of it: the response
-    // waits on it for the idle timeout, then the connection is dropped.
-    const BIG: usize = 32 << 20;
-    let mut unread = TcpStream::connect(run.addr).unwrap();
+/// Asks `addr` for `len` bytes and reads none of them.
+fn ask_and_never_read(addr: SocketAddr, len: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
     write!(
-        unread,
-        "GET /bytes?n={BIG} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-        run.addr
+        stream,
+        "GET /bytes?n={len} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
-    let asked = Instant::now();
+    stream
+}
 
-    // A connection that never sends a byte goes at the header-read timeout.
+/// A connection that never sends a byte goes at the header-read timeout
+/// (1 s); one that made a request stays through it (it is idle, not slow)
+/// and goes at the idle timeout (3 s).
+fn headless_and_idle_close(addr: SocketAddr, failures: &mut Failures) {
     let opened = Instant::now();
-    let mut silent = TcpStream::connect(run.addr).unwrap();
-    // One that made a request stays through the header-read timeout (it is
-    // idle, not slow), and goes at the idle timeout.
-    let mut kept = TcpStream::connect(run.addr).unwrap();
-    write!(kept, "GET / HTTP/1.1\r\nhost: {}\r\n\r\n", run.addr).unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut kept = TcpStream::connect(addr).unwrap();
+    write!(kept, "GET / HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
     kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answer = [0u8; 1024];
     let n = kept.read(&mut answer).unwrap_or(0);
-    assert!(
-        answer[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&answer[..n])
-    );
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
     if !closed_by(&mut silent, opened + Duration::from_millis(2000)) {
-        failures.push("a connection that sent nothing was open 2 s after connecting".to_string());
+        failures.push("a connection that sent nothing was open 2 s after connecting".into());
     }
     let silent_closed = opened.elapsed();
     if closed_by(&mut kept, opened + Duration::from_millis(2500)) {
-        failures.push("an idle keep-alive closed before the idle timeout".to_string());
+        failures.push("an idle keep-alive closed before the idle timeout".into());
     } else if !closed_by(&mut kept, opened + Duration::from_millis(5000)) {
         failures
             .push("an idle keep-alive was open 5 s after its request (idle timeout 3 s)".into());
@@ -277,6 +273,45 @@ fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() 
         "head-less connection closed after {silent_closed:?}, idle one after {:?}",
         opened.elapsed()
     );
+}
+
+/// SIGTERM with a half-sent request open: `run` exits at the drain limit (1 s).
+fn shutdown_is_bounded(run: &mut Shoal, failures: &mut Failures) {
+    let mut half = half_sent(run.addr, 1);
+    let _ = half[0].0.write_all(b"\r\nx-more: 1");
+    let signalled = Instant::now();
+    run.signal("TERM");
+    match run.wait_exit(Duration::from_secs(8)) {
+        Some(_) => eprintln!("exited {:?} after SIGTERM", signalled.elapsed()),
+        None => failures.push("still running 8 s after SIGTERM (drain limit 1 s)".into()),
+    }
+    if signalled.elapsed() > Duration::from_secs(3) {
+        let took = signalled.elapsed();
+        failures.push(format!("shutdown took {took:?} with a 1 s drain limit"));
+    }
+}
+
+#[test]
+fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() {
+    let scratch = tempfile::tempdir().unwrap();
+    let settings = [
+        ("SHOAL_HEADER_READ_TIMEOUT", "1s"),
+        ("SHOAL_IDLE_TIMEOUT", "3s"),
+        ("SHOAL_DRAIN_TIMEOUT", "1s"),
+    ];
+    let mut run = Shoal::run(
+        &launcher(scratch.path(), None, &settings),
+        guests::PROBE,
+        &[],
+    );
+    let mut failures = Failures::new();
+
+    // A client that asks for 32 MiB and reads none of it: the response
+    // waits on it for the idle timeout, then the connection is dropped.
+    const BIG: usize = 32 << 20;
+    let asked = Instant::now();
+    let mut unread = ask_and_never_read(run.addr, BIG);
+    headless_and_idle_close(run.addr, &mut failures);
     std::thread::sleep(
         (asked + Duration::from_millis(4500)).saturating_duration_since(Instant::now()),
     );
@@ -296,21 +331,7 @@ fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() 
         ));
     }
 
-    // Shutdown with a half-sent request open ends at the drain limit.
-    let mut half = half_sent(run.addr, 1);
-    let _ = half[0].0.write_all(b"\r\nx-more: 1");
-    let signalled = Instant::now();
-    run.signal("TERM");
-    match run.wait_exit(Duration::from_secs(8)) {
-        Some(_) => eprintln!("exited {:?} after SIGTERM", signalled.elapsed()),
-        None => failures.push("still running 8 s after SIGTERM (drain limit 1 s)".into()),
-    }
-    if signalled.elapsed() > Duration::from_secs(3) {
-        failures.push(format!(
-            "shutdown took {:?} with a 1 s drain limit",
-            signalled.elapsed()
-        ));
-    }
+    shutdown_is_bounded(&mut run, &mut failures);
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
