@@ -1,36 +1,33 @@
 //! The accept loop every HTTP listener of a host runs (the ingress and the
 //! admin API): accept, back off when the process runs out of descriptors,
 //! serve each connection (HTTP/1.1 keep-alive and h2c, or TLS with ALPN
-//! when the listener has it) in a task of its own, and on shutdown stop
-//! accepting and let open connections finish.
+//! when the listener has it) in a task of its own under its listener's
+//! limits (`connections`), and on shutdown stop accepting and let open
+//! connections finish, for a bounded time.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use futures::future::{Join, Ready};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::{self, HttpServerConnExec};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::connections::{self, Guard, Limits, Table, Tracked, Watched};
 use crate::shutdown::Shutdown;
 use crate::tls::{self, ServerTls};
 
-/// How long a failed accept (out of file descriptors and the like) waits
-/// before the next one.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-/// What a listener is for, as its log lines name it.
+/// What a listener is for, as its log lines name it, and its limits.
 #[derive(Debug, Clone)]
 pub(crate) struct Listener {
     pub name: &'static str,
-    /// How long open connections may take to finish after shutdown
-    /// begins; `None` waits for all of them.
-    pub drain: Option<Duration>,
+    /// The flag that sets its connection cap, named when the cap is reached.
+    pub cap_flag: &'static str,
+    pub limits: Limits,
     /// TLS, if the listener terminates it; every request then carries
     /// [`tls::Encrypted`] in its extensions.
     pub tls: Option<Arc<ServerTls>>,
@@ -47,30 +44,40 @@ pub(crate) async fn serve<H, F, B>(
 ) where
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: HttpServerConnExec<ServiceFuture<F, B>, B>,
+    TokioExecutor: HttpServerConnExec<ServiceFuture<F, B>, Tracked<B>>,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let table = Table::new(kind.name, kind.cap_flag, kind.limits);
+    tracing::info!(
+        listener = kind.name,
+        max_connections = kind.limits.max_connections,
+        header_read_timeout = ?kind.limits.header_read_timeout,
+        idle_timeout = ?kind.limits.idle_timeout,
+        "accepting connections"
+    );
+    let sweeper = tokio::spawn(table.clone().sweeper());
+    let builder = builder(&kind.limits);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(listener = kind.name, %error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    tokio::time::sleep(table.accept_failed(&error)).await;
                     continue;
                 }
             },
             _ = shutdown.wait() => break,
         };
+        let Some(registration) = table.admit(&stream) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler_for(peer);
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), kind.tls.clone());
-        let name = kind.name;
+        let (builder, tls, name) = (builder.clone(), kind.tls.clone(), kind.name);
         tokio::spawn(async move {
-            // The handshake runs here, never in the accept loop.
+            // The handshake (bounded by its own timeout) runs here, never
+            // in the accept loop.
             let stream = match tls::accept(stream, tls.as_deref()).await {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -79,41 +86,54 @@ pub(crate) async fn serve<H, F, B>(
                 }
             };
             let encrypted = stream.encrypted();
+            let entry = registration.entry.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(encrypted);
-                futures::FutureExt::map(handler(request), infallible as fn(_) -> _)
+                let guard = Guard::begin(&entry, request.version());
+                let both = futures::future::join(handler(request), futures::future::ready(guard));
+                futures::FutureExt::map(both, tracked as fn(_) -> _)
             });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
+            let io = TokioIo::new(Watched::new(stream, registration.entry.clone()));
+            let connection = builder.serve_connection(io, service).into_owned();
+            if let Some(Err(error)) = connections::drive(connection, &registration.entry).await {
                 tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
             }
         });
+        table.settle().await;
     }
     drop(listener);
-    match kind.drain {
-        Some(limit) => {
-            if tokio::time::timeout(limit, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::info!(
-                    listener = kind.name,
-                    ?limit,
-                    "connections still open after the drain limit; closing them"
-                );
-            }
-        }
-        None => graceful.shutdown().await,
+    table.drain().await;
+    sweeper.abort();
+}
+
+/// hyper's settings for `limits`. HTTP/1.1's own header-read timer stays
+/// off: it runs from the start of the wait for each head, idle time
+/// included, so it would cut idle keep-alives at the header-read timeout;
+/// the listener's sweeper bounds both apart.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    let mut http2 = builder.http2();
+    http2.timer(TokioTimer::new());
+    if let Some(interval) = limits.http2_keep_alive {
+        http2
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(interval);
     }
+    builder
 }
 
 /// A handler's future as hyper's services answer: never with an error
-/// (failures are responses).
-pub(crate) type ServiceFuture<F, B> =
-    futures::future::Map<F, fn(Response<B>) -> Result<Response<B>, Infallible>>;
+/// (failures are responses), the response body carrying its request's
+/// [`Guard`].
+pub(crate) type ServiceFuture<F, B> = futures::future::Map<
+    Join<F, Ready<Guard>>,
+    fn((Response<B>, Guard)) -> Result<Response<Tracked<B>>, Infallible>,
+>;
 
-fn infallible<B>(response: Response<B>) -> Result<Response<B>, Infallible> {
-    Ok(response)
+fn tracked<B>((response, guard): (Response<B>, Guard)) -> Result<Response<Tracked<B>>, Infallible> {
+    Ok(response.map(|body| Tracked::new(body, guard)))
 }

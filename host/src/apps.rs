@@ -107,7 +107,10 @@ impl Apps {
                         spec.name.as_str(),
                         spec.prefix(),
                         spec.hostname.clone(),
-                        Target::Elsewhere(spec.name.as_str().into()),
+                        Target::Elsewhere {
+                            app: spec.name.as_str().into(),
+                            deadline: spec.limits().timeout,
+                        },
                     )
                 }),
         );

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::guard::{Guard, TokenSource};
 use crate::admin::{self, AdminConfig};
+use crate::connections::Limits;
 use crate::ingress::{self, IngressConfig};
 use crate::mesh::metrics::MeshCollector;
 use crate::mesh::{Mesh, MeshConfig};
@@ -32,6 +33,8 @@ pub(crate) struct HostConfig {
     pub max_upload: u64,
     pub max_request_body: u64,
     pub mesh: MeshConfig,
+    pub ingress_limits: Limits,
+    pub admin_limits: Limits,
 }
 
 /// `shoal host`: restore, bind, join, serve until shutdown.
@@ -103,6 +106,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         metrics: Some(node.metrics.clone()),
         forward: Some(mesh.forwarder.clone()),
         tls: config.tls.ingress.clone(),
+        limits: config.ingress_limits,
     };
     let (apps, ingress_shutdown) = (node.apps.clone(), shutdown.clone());
     let ingress_listener = ingress_listener.into_std()?;
@@ -121,6 +125,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         },
         max_upload: config.max_upload,
         ingress: ingress_addr,
+        limits: config.admin_limits,
     };
     let admin = admin::serve(admin_listener, node.clone(), admin_config, shutdown);
     let (ingress, ()) = tokio::join!(ingress, admin);

@@ -11,6 +11,7 @@ use shoal_runtime::{Body, BodyError};
 use tokio::net::TcpListener;
 
 use crate::accept::{self, Listener};
+use crate::connections::Limits;
 use crate::mesh::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::respond::plain;
@@ -29,10 +30,12 @@ pub(crate) struct IngressConfig {
     pub forward: Option<Arc<Forwarder>>,
     /// TLS, if the ingress terminates it.
     pub tls: Option<Arc<ServerTls>>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
 }
 
-/// Serves until `shutdown`, then stops accepting and waits for every open
-/// connection to finish its requests in flight.
+/// Serves until `shutdown`, then stops accepting and waits for open
+/// connections to finish their requests in flight (up to the drain limit).
 pub(crate) async fn serve(
     listener: TcpListener,
     routes: Arc<dyn Resolve>,
@@ -42,7 +45,8 @@ pub(crate) async fn serve(
     let local = listener.local_addr().ok();
     let kind = Listener {
         name: "ingress",
-        drain: None,
+        cap_flag: "--max-connections",
+        limits: config.limits,
         tls: config.tls.clone(),
     };
     let config = Arc::new(config);
@@ -120,10 +124,13 @@ async fn handle(
     }
     let app = match resolved.target {
         Target::Local(app) => app,
-        Target::Elsewhere(name) => {
+        Target::Elsewhere {
+            app: name,
+            deadline,
+        } => {
             let started = std::time::Instant::now();
             let response = match &config.forward {
-                Some(forwarder) => forwarder.forward(&name, request).await,
+                Some(forwarder) => forwarder.forward(&name, deadline, request).await,
                 None => plain(
                     StatusCode::NOT_FOUND,
                     format!("app `{name}` is not served here\n"),

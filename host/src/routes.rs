@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shoal_runtime::App;
 
@@ -13,8 +14,9 @@ use shoal_runtime::App;
 pub(crate) enum Target {
     /// This node, with this app.
     Local(Arc<App>),
-    /// Another node of the mesh: the app of this name.
-    Elsewhere(Arc<str>),
+    /// Another node of the mesh: the app of this name, which answers
+    /// within `deadline` (its spec's timeout).
+    Elsewhere { app: Arc<str>, deadline: Duration },
 }
 
 /// Where a request goes.

@@ -38,6 +38,8 @@ pub const HOST: Floors = &[
     &["spec", "replicas"],
     &[
         "accept",
+        "connections",
+        "nofile",
         "respond",
         "metrics",
         "units",

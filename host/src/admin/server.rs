@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -19,6 +18,7 @@ use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
 use super::{peer, views};
 use crate::accept::{self, Listener};
+use crate::connections::Limits;
 use crate::metrics::AppGauges;
 use crate::node::Node;
 use crate::shutdown::Shutdown;
@@ -27,9 +27,6 @@ use crate::tls::Encrypted;
 
 /// Largest JSON body (an app spec) accepted.
 const MAX_JSON: usize = 1 << 20;
-/// How long open admin connections may finish after shutdown begins:
-/// followers of `shoal logs --follow` never finish by themselves.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// How the admin API is served.
 #[derive(Debug, Clone)]
@@ -41,6 +38,8 @@ pub(crate) struct AdminConfig {
     pub max_upload: u64,
     /// The ingress's address, for health.
     pub ingress: SocketAddr,
+    /// Timeouts, the connection cap and the drain limit.
+    pub limits: Limits,
 }
 
 /// Serves the admin and peer APIs until `shutdown`.
@@ -52,7 +51,8 @@ pub(crate) async fn serve(
 ) {
     let kind = Listener {
         name: "admin",
-        drain: Some(DRAIN),
+        cap_flag: "--max-admin-connections",
+        limits: config.limits,
         tls: config.guard.tls.clone(),
     };
     let config = Arc::new(config);

@@ -10,6 +10,7 @@ use clap::Args;
 use std::time::Duration;
 
 use crate::admin::guard::TokenSource;
+use crate::cli::ServerFlags;
 use crate::cli::tls_flags::TlsFlags;
 use crate::daemon::{self, HostConfig};
 use crate::mesh::MeshConfig;
@@ -101,6 +102,24 @@ pub(crate) struct Host {
 
     #[command(flatten)]
     tls: TlsFlags,
+
+    /// How much longer than an app's deadline a request forwarded to the
+    /// node that serves it may take; past that it fails with 504.
+    #[arg(long, value_name = "DURATION", default_value = "2s", env = "SHOAL_FORWARD_GRACE", value_parser = parse_duration)]
+    forward_grace: Duration,
+
+    /// How long pulling the desired state from a peer may take; a peer
+    /// that does not answer costs this once, never a stalled mesh.
+    #[arg(long, value_name = "DURATION", default_value = "5s", env = "SHOAL_PULL_TIMEOUT", value_parser = parse_duration)]
+    pull_timeout: Duration,
+
+    /// Connections the admin API keeps open at once (default: 1/8 of the
+    /// open-file limit above 64, at most 1024).
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_ADMIN_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_admin_connections: Option<u32>,
+
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 impl Host {
@@ -156,6 +175,8 @@ impl Host {
             )?,
             interval: self.gossip_interval,
             capacity: self.capacity,
+            forward_grace: self.forward_grace,
+            pull_timeout: self.pull_timeout,
         };
         if let Some(cap) = self.max_app_concurrency {
             anyhow::ensure!(
@@ -180,6 +201,8 @@ impl Host {
             max_upload: self.max_upload,
             max_request_body: self.max_request_body,
             mesh,
+            ingress_limits: self.server.ingress(),
+            admin_limits: self.server.admin(self.max_admin_connections),
         };
         let tokio = crate::executor::build()?;
         tokio.block_on(async move {

@@ -13,6 +13,7 @@ mod new;
 mod nodes;
 mod rm;
 mod run;
+mod server_flags;
 mod status;
 mod tls_flags;
 
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 pub(crate) use admin_flags::AdminFlags;
 pub(crate) use app_flags::AppFlags;
+pub(crate) use server_flags::ServerFlags;
 
 /// Shoal serves WebAssembly HTTP components: one binary on a laptop, the same
 /// binary as a mesh.

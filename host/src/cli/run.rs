@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use shoal_runtime::{AppConfig, Compiled, DeniedAddrs, Runtime, RuntimeConfig, TracingSink};
 
-use crate::cli::AppFlags;
+use crate::cli::{AppFlags, ServerFlags};
 use crate::compiler::ChildCompiler;
 use crate::ingress::{self, IngressConfig};
 use crate::progress::Progress;
@@ -54,6 +54,9 @@ pub(crate) struct Run {
 
     #[command(flatten)]
     app: AppFlags,
+
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 impl Run {
@@ -129,6 +132,7 @@ impl Run {
                 max_request_body: self.max_request_body,
                 metrics: None,
                 tls,
+                limits: self.server.ingress(),
             };
             ingress::serve(listener, Arc::new(SingleApp(Arc::new(app))), config, shutdown).await;
             eprintln!("stopped");

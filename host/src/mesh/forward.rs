@@ -7,13 +7,23 @@
 //! gossip lags: the first holder handed the app over a moment ago. An
 //! ingress with TLS is reached over TLS, trusted by the certificate
 //! fingerprint its member gossips (`pinned`).
+//!
+//! A forwarded request has the app's deadline plus a grace to finish,
+//! head and body: a holder that stops answering (frozen, overloaded)
+//! costs its requests 504 at that bound and is passed over for a while,
+//! never a request hung for good.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -31,7 +41,8 @@ use super::readiness::{Holder, ReadyTable};
 pub(crate) const HOP_HEADER: &str = "x-shoal-hop";
 /// Forwards one request may take.
 pub(crate) const MAX_HOPS: usize = 2;
-/// How long a node that refused a connection is passed over.
+/// How long a node that refused a connection, or let a request run out of
+/// time, is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
 
 /// Counts kept for `/metrics`.
@@ -40,6 +51,13 @@ pub(crate) struct ForwardStats {
     pub forwarded: AtomicU64,
     pub failed: AtomicU64,
     pub no_holder: AtomicU64,
+}
+
+/// A forwarded request's bound: the app's deadline plus the grace.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    deadline: Duration,
+    grace: Duration,
 }
 
 pub(crate) struct Forwarder {
@@ -54,11 +72,13 @@ pub(crate) struct Forwarder {
     suspects: Mutex<HashMap<String, Instant>>,
     /// State of the picker's random sequence.
     seed: AtomicU64,
+    /// How much longer than the app's deadline a forwarded request may take.
+    grace: Duration,
     pub stats: ForwardStats,
 }
 
 impl Forwarder {
-    pub(crate) fn new(me: String) -> Forwarder {
+    pub(crate) fn new(me: String, grace: Duration) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -82,6 +102,7 @@ impl Forwarder {
             in_flight: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
+            grace,
             stats: ForwardStats::default(),
         }
     }
@@ -156,9 +177,15 @@ impl Forwarder {
         }
     }
 
-    /// Sends `request` (for `app`) to a ready node and streams its answer
-    /// back; without one, 503 with `Retry-After`.
-    pub(crate) async fn forward(&self, app: &str, request: Request<Incoming>) -> Response<Body> {
+    /// Sends `request` (for `app`, whose deadline is `deadline`) to a ready
+    /// node and streams its answer back; without one, 503 with
+    /// `Retry-After`; past the deadline and the grace, 504.
+    pub(crate) async fn forward(
+        &self,
+        app: &str,
+        deadline: Duration,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
         let hops = request
             .headers()
             .get(HOP_HEADER)
@@ -186,29 +213,47 @@ impl Forwarder {
         let Some(request) = addressed_to(&holder, request, &chain) else {
             return plain(StatusCode::BAD_REQUEST, "invalid request target\n");
         };
-        self.send(app, &holder, request).await
+        let bound = Bound {
+            deadline,
+            grace: self.grace,
+        };
+        self.send(app, &holder, request, bound).await
+    }
+
+    fn suspect(&self, node: &str) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), Instant::now());
     }
 
     /// Sends a request addressed to `holder`, counting it in flight, and
-    /// turns a failure into 502 with `Retry-After`.
-    async fn send(&self, app: &str, holder: &Holder, request: Request<Incoming>) -> Response<Body> {
+    /// turns a failure into 502 with `Retry-After`, running out of time
+    /// into 504.
+    async fn send(
+        &self,
+        app: &str,
+        holder: &Holder,
+        request: Request<Incoming>,
+        bound: Bound,
+    ) -> Response<Body> {
+        let until = tokio::time::Instant::now() + bound.deadline + bound.grace;
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.client.request(request).await;
+        let result = tokio::time::timeout_at(until, self.client.request(request)).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
         let error = match result {
-            Ok(response) => {
+            Ok(Ok(response)) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                return response.map(|body| body.map_err(BodyError::from).boxed_unsync());
+                let until = Box::pin(tokio::time::sleep_until(until));
+                return response.map(|body| Bounded { body, until }.boxed_unsync());
             }
-            Err(error) => error,
+            Ok(Err(error)) => error,
+            Err(_) => return self.timed_out(app, holder, bound),
         };
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         if error.is_connect() {
-            self.suspects
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(holder.node.clone(), Instant::now());
+            self.suspect(&holder.node);
         }
         tracing::warn!(app, node = %holder.node, error = %error, "forwarding failed");
         let mut response = plain(
@@ -222,6 +267,55 @@ impl Forwarder {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(1));
         response
+    }
+
+    /// 504 for a request `holder` did not answer in time; the holder is
+    /// passed over for a while (a node whose own deadline fired would have
+    /// answered 504 itself, so this one is frozen or swamped).
+    fn timed_out(&self, app: &str, holder: &Holder, bound: Bound) -> Response<Body> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.suspect(&holder.node);
+        tracing::warn!(app, node = %holder.node, deadline = ?bound.deadline, grace = ?bound.grace, "forwarded request timed out");
+        plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "app `{app}` is served by node `{}`, which did not answer within the app's {:?} deadline and {:?} of grace; retry\n",
+                holder.node, bound.deadline, bound.grace
+            ),
+        )
+    }
+}
+
+/// A forwarded response body that fails once its request's time is up, so
+/// a holder that stops mid-body cannot hold the client's connection.
+struct Bounded {
+    body: Incoming,
+    until: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Bounded {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(BodyError::from)));
+        }
+        match self.until.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::HttpResponseTimeout))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -61,6 +61,10 @@ pub(crate) struct MeshConfig {
     pub interval: Duration,
     /// Placement weight; default: the host's instance slots.
     pub capacity: Option<u32>,
+    /// How much longer than an app's deadline a forwarded request may take.
+    pub forward_grace: Duration,
+    /// How long a pull of a peer's records may take.
+    pub pull_timeout: Duration,
 }
 
 pub(crate) struct Mesh {
@@ -131,8 +135,8 @@ impl Mesh {
             key: config.key.clone(),
             membership,
             transport,
-            peer: PeerClient::new(config.key.clone()),
-            forwarder: Arc::new(Forwarder::new(config.name.clone())),
+            peer: PeerClient::new(config.key.clone(), config.pull_timeout),
+            forwarder: Arc::new(Forwarder::new(config.name.clone(), config.forward_grace)),
             placement: RwLock::new(Arc::new(Placement::compute(&[], &[]))),
         })
     }

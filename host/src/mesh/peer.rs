@@ -45,37 +45,55 @@ struct StateWire {
     records: Vec<serde_json::Value>,
 }
 
+/// How long fetching a component may take (a large one over a slow link).
+const COMPONENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer may take to start answering for a component (it reads
+/// and seals the bytes first); a frozen peer costs this, not the whole
+/// component timeout.
+const COMPONENT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Clone)]
 pub(crate) struct PeerClient {
     key: Keyring,
     agent: ureq::Agent,
+    /// How long a pull of the records may take in all.
+    pull_timeout: Duration,
 }
 
 impl PeerClient {
-    pub(crate) fn new(key: Keyring) -> PeerClient {
+    pub(crate) fn new(key: Keyring, pull_timeout: Duration) -> PeerClient {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(2)))
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_global(Some(COMPONENT_TIMEOUT))
+            .timeout_recv_response(Some(COMPONENT_HEAD_TIMEOUT))
             .build()
             .into();
-        PeerClient { key, agent }
+        PeerClient {
+            key,
+            agent,
+            pull_timeout,
+        }
     }
 
-    /// GETs `path` from `peer` and opens the sealed answer; `None` on 404.
+    /// GETs `path` from `peer` (within `timeout` in all, if given) and
+    /// opens the sealed answer; `None` on 404.
     async fn get(
         &self,
         peer: SocketAddr,
         path: String,
         sealing: Sealing,
         limit: u64,
+        timeout: Option<Duration>,
     ) -> anyhow::Result<Option<Vec<u8>>> {
         let client = self.clone();
         tokio::task::spawn_blocking(move || {
             let token = client.key.peer_token("GET", &path);
-            let mut response = client
-                .agent
-                .get(format!("http://{peer}{path}"))
+            let mut request = client.agent.get(format!("http://{peer}{path}"));
+            if let Some(timeout) = timeout {
+                request = request.config().timeout_global(Some(timeout)).build();
+            }
+            let mut response = request
                 .header(TOKEN_HEADER, &token)
                 .call()
                 .with_context(|| format!("peer {peer} did not answer GET {path}"))?;
@@ -111,7 +129,13 @@ impl PeerClient {
     /// [`Pulled::unread`].
     pub(crate) async fn state(&self, peer: SocketAddr) -> anyhow::Result<Pulled> {
         let bytes = self
-            .get(peer, "/v1/peer/state".into(), Sealing::Bound, MAX_STATE)
+            .get(
+                peer,
+                "/v1/peer/state".into(),
+                Sealing::Bound,
+                MAX_STATE,
+                Some(self.pull_timeout),
+            )
             .await?
             .with_context(|| {
                 format!(
@@ -152,6 +176,6 @@ impl PeerClient {
         sha256: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
         let path = format!("/v1/peer/components/{sha256}");
-        self.get(peer, path, Sealing::Plain, MAX_ANSWER).await
+        self.get(peer, path, Sealing::Plain, MAX_ANSWER, None).await
     }
 }

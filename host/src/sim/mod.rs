@@ -88,12 +88,13 @@ impl SimNode {
 
 /// A simulated node as anti-entropy sees it: pulls are calls into the
 /// peer's memory, counted as the peer API's bytes.
-struct SimReplica<'a> {
-    sim: &'a Sim,
-    node: &'a SimNode,
+#[derive(Clone)]
+struct SimReplica {
+    sim: Arc<Sim>,
+    node: Arc<SimNode>,
 }
 
-impl Replica for SimReplica<'_> {
+impl Replica for SimReplica {
     fn digest(&self) -> String {
         self.node.digest()
     }
@@ -227,6 +228,10 @@ type Placed = ((String, Vec<String>), Arc<Placement>);
 /// what placement gives it).
 async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
     let mut rounds = Rounds::default();
+    let replica = SimReplica {
+        sim: sim.clone(),
+        node: node.clone(),
+    };
     let mut stable: Option<(String, Instant)> = None;
     // Placement is recomputed only when its inputs change (the state digest
     // and the live members), as a node's controller would see them.
@@ -234,11 +239,7 @@ async fn agent(sim: Arc<Sim>, node: Arc<SimNode>) {
     loop {
         tokio::time::sleep(sim.config.interval * 2).await;
         let members = node.membership.members();
-        let replica = SimReplica {
-            sim: &sim,
-            node: &node,
-        };
-        sync::round(&replica, &members, &mut rounds).await;
+        sync::round(&replica, &members, &mut rounds);
         let (snapshot, desired) = node.state();
         let settled = match &stable {
             Some((digest, since)) if *digest == snapshot.digest => {
