@@ -40,13 +40,27 @@ fn launcher(dir: &Path, nofile: Option<u32>, env: &[(&str, &str)]) -> String {
 
 /// GETs `url`, giving up after `within`; `None` if no answer came.
 fn get_within(url: &str, within: Duration) -> Option<(u16, String, Duration)> {
+    get_as(url, within, None)
+}
+
+/// GETs `path` from `host`'s admin API with its token, within `within`.
+fn admin_within(host: &Shoal, path: &str, within: Duration) -> Option<(u16, String, Duration)> {
+    let url = format!("{}{path}", host.admin_url());
+    get_as(&url, within, Some(&host.token()))
+}
+
+fn get_as(url: &str, within: Duration, token: Option<&str>) -> Option<(u16, String, Duration)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(within))
         .build()
         .into();
     let started = Instant::now();
-    let mut response = agent.get(url).call().ok()?;
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().ok()?;
     let body = response.body_mut().read_to_string().ok()?;
     Some((response.status().as_u16(), body, started.elapsed()))
 }
@@ -156,8 +170,8 @@ fn deploys_cross(host: &Shoal, peer: &Shoal, failures: &mut Failures) {
     }
     let deployed = Instant::now();
     let knows = |h: &Shoal, app: &str| {
-        let url = format!("{}/v1/apps/{app}", h.admin_url());
-        get_within(&url, Duration::from_secs(2)).is_some_and(|r| r.0 == 200)
+        admin_within(h, &format!("/v1/apps/{app}"), Duration::from_secs(2))
+            .is_some_and(|r| r.0 == 200)
     };
     let both = || knows(host, "late") && knows(peer, "local");
     while !both() && deployed.elapsed() < Duration::from_secs(5) {
@@ -389,10 +403,7 @@ impl Mesh {
 }
 
 fn admin(host: &Shoal, path: &str) -> Option<serde_json::Value> {
-    let (status, body, _) = get_within(
-        &format!("{}{path}", host.admin_url()),
-        Duration::from_secs(5),
-    )?;
+    let (status, body, _) = admin_within(host, path, Duration::from_secs(5))?;
     (status == 200).then(|| serde_json::from_str(&body).unwrap())
 }
 
