@@ -95,12 +95,20 @@ fn hoard_fields(bytes: u64, out: ResponseOutparam) {
     while held < bytes {
         let fields = Fields::new();
         if let Err(error) = fields.append("x-hoard", &value) {
-            return respond(out, 200, &format!("refused after {held} bytes: {error:?}\n"));
+            return respond(
+                out,
+                200,
+                &format!("refused after {held} bytes: {error:?}\n"),
+            );
         }
         hoard.push(fields);
         held += value.len() as u64;
     }
-    respond(out, 200, &format!("held {} MiB in {} fields\n", held >> 20, hoard.len()));
+    respond(
+        out,
+        200,
+        &format!("held {} MiB in {} fields\n", held >> 20, hoard.len()),
+    );
 }
 
 /// Tries one header of `bytes` bytes.
@@ -300,9 +308,7 @@ fn fetch(url: String, out: ResponseOutparam) {
 fn denied_or_failed(out: ResponseOutparam, code: ErrorCode) {
     match code {
         ErrorCode::HttpRequestDenied => respond(out, 403, "outbound request denied"),
-        ErrorCode::DestinationIpProhibited => {
-            respond(out, 403, "outbound destination prohibited")
-        }
+        ErrorCode::DestinationIpProhibited => respond(out, 403, "outbound destination prohibited"),
         other => respond(out, 502, &format!("outbound request failed: {other:?}")),
     }
 }
