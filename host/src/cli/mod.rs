@@ -32,6 +32,9 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest verb's flags costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     Run(run::Run),
