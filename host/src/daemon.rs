@@ -78,24 +78,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         denied.clone(),
     ));
     let node = Arc::new(restore(&config, admin_addr, denied, mesh.clone()).await?);
-    eprintln!(
-        "gossip on {} as node `{}` (cluster key {})",
-        mesh.gossip,
-        mesh.me,
-        mesh.key.fingerprint()
-    );
-    let admin_url = admin::local::url_for(admin_addr, config.tls.admin.is_some());
-    admin::local::record(&config.node.data_dir, &admin_url)?;
-    match config.tls.ingress {
-        Some(_) => eprintln!("serving HTTPS on https://{ingress_addr}/"),
-        None => eprintln!("serving HTTP on http://{ingress_addr}/"),
-    }
-    let scheme = if config.tls.admin.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    eprintln!("admin API on {scheme}://{admin_addr}/");
+    announce(&config, &mesh, admin_addr, ingress_addr)?;
     let control = tokio::spawn(node::control::run(node.clone(), shutdown.clone()));
     let sync = tokio::spawn(node::sync::run(node.clone(), shutdown.clone()));
     // Guests run on their own runtime, so that however hard they spin,
@@ -116,17 +99,7 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
         ingress::serve(listener, apps, ingress_config, ingress_shutdown).await;
         std::io::Result::Ok(())
     });
-    let admin_config = AdminConfig {
-        guard: Guard {
-            token: config.token.clone(),
-            source: config.token_source.clone(),
-            bound: admin_addr.ip(),
-            tls: config.tls.admin.clone(),
-        },
-        max_upload: config.max_upload,
-        ingress: ingress_addr,
-        limits: config.admin_limits,
-    };
+    let admin_config = admin_config(&config, admin_addr, ingress_addr);
     let admin = admin::serve(admin_listener, node.clone(), admin_config, shutdown);
     let (ingress, ()) = tokio::join!(ingress, admin);
     match ingress {
@@ -139,6 +112,54 @@ pub(crate) async fn run(config: HostConfig, shutdown: Shutdown) -> anyhow::Resul
     sync.abort();
     mesh.membership.stop();
     Ok(())
+}
+
+/// Records the admin URL for the CLI and prints the lines a user reads.
+fn announce(
+    config: &HostConfig,
+    mesh: &Mesh,
+    admin_addr: SocketAddr,
+    ingress_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "gossip on {} as node `{}` (cluster key {})",
+        mesh.gossip,
+        mesh.me,
+        mesh.key.fingerprint()
+    );
+    let admin_url = admin::local::url_for(admin_addr, config.tls.admin.is_some());
+    admin::local::record(&config.node.data_dir, &admin_url)?;
+    match config.tls.ingress {
+        Some(_) => eprintln!("serving HTTPS on https://{ingress_addr}/"),
+        None => eprintln!("serving HTTP on http://{ingress_addr}/"),
+    }
+    let scheme = if config.tls.admin.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("admin API on {scheme}://{admin_addr}/");
+    Ok(())
+}
+
+/// The admin API's configuration: its guard, its limits and the
+/// ingress's address (for health).
+fn admin_config(
+    config: &HostConfig,
+    admin_addr: SocketAddr,
+    ingress_addr: SocketAddr,
+) -> AdminConfig {
+    AdminConfig {
+        guard: Guard {
+            token: config.token.clone(),
+            source: config.token_source.clone(),
+            bound: admin_addr.ip(),
+            tls: config.tls.admin.clone(),
+        },
+        max_upload: config.max_upload,
+        ingress: ingress_addr,
+        limits: config.admin_limits,
+    }
 }
 
 /// Binds `addr`, or says which flag picks another.

@@ -123,7 +123,8 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn execute(self) -> anyhow::Result<()> {
+    /// The data dir, made private (0700) if it is new.
+    fn data_dir(&self) -> anyhow::Result<PathBuf> {
         let data_dir = match self.data_dir.clone().or_else(crate::dirs::data_dir) {
             Some(dir) => dir,
             None => anyhow::bail!(
@@ -136,10 +137,15 @@ impl Host {
                 data_dir.display()
             )
         })?;
+        Ok(data_dir)
+    }
+
+    /// The admin token, given or kept in the data dir, and where it is.
+    fn token(&self, data_dir: &Path) -> anyhow::Result<(String, TokenSource)> {
         let (token, token_source) = match self.token.clone() {
             Some(token) => (token, TokenSource::Given),
             None => (
-                load_or_create_token(&data_dir)?,
+                load_or_create_token(data_dir)?,
                 TokenSource::File(data_dir.join("token")),
             ),
         };
@@ -147,6 +153,12 @@ impl Host {
             !token.trim().is_empty(),
             "the admin token is empty: give `--token` (or `SHOAL_TOKEN`) a value, or leave it out to use DATA_DIR/token"
         );
+        Ok((token, token_source))
+    }
+
+    pub(crate) fn execute(self) -> anyhow::Result<()> {
+        let data_dir = self.data_dir()?;
+        let (token, token_source) = self.token(&data_dir)?;
         let addresses: Vec<_> = [self.admin, self.listen]
             .iter()
             .chain(self.advertise.as_ref())

@@ -61,14 +61,7 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::from_pem(
-                cert,
-                key,
-                "`--tls-cert`, `--tls-key`",
-            )?)),
-            _ => None,
-        };
+        let tls = self.tls()?;
         let bytes = read_component(&self.component)?;
         let name = self
             .name
@@ -141,6 +134,20 @@ impl Run {
         // Drop the runtime (and its engine) only after every request is done.
         drop(runtime);
         Ok(())
+    }
+}
+
+impl Run {
+    /// The ingress's TLS, if `--tls-cert` and `--tls-key` are given.
+    fn tls(&self) -> anyhow::Result<Option<Arc<ServerTls>>> {
+        Ok(match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::from_pem(
+                cert,
+                key,
+                "`--tls-cert`, `--tls-key`",
+            )?)),
+            _ => None,
+        })
     }
 }
 
