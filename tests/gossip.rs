@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, get, guests, run_to_exit};
+use shoal_test_support::{Shoal, get, guests, run_to_exit, wait_until};
 
 #[path = "gossip/load.rs"]
 mod load;
@@ -52,17 +52,6 @@ fn members(host: &Shoal) -> usize {
     let reply = get(&format!("{}/v1/health", host.admin_url()));
     let health: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
     health["members"].as_u64().unwrap_or(0) as usize
-}
-
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// `shoal_gossip_dropped_packets_total` of `host` with `reason`.

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, get, guests, run_to_exit};
+use shoal_test_support::{Shoal, get, guests, run_to_exit, wait_for};
 
 /// One test at a time.
 static TURN: Mutex<()> = Mutex::new(());
@@ -384,15 +384,4 @@ fn spin_until(url: &str, until: Instant, timeouts: &AtomicU32) {
             timeouts.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if let Some(value) = done() {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }

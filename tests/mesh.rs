@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, get, guests};
+use shoal_test_support::{Shoal, get, guests, wait_until};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 /// Generous bound for anything the mesh must converge on.
@@ -109,17 +109,6 @@ fn admin_json(host: &Shoal, path: &str) -> serde_json::Value {
     let reply = host.admin_get(path);
     assert_eq!(reply.status, 200, "{path}: {}", reply.body);
     serde_json::from_str(&reply.body).unwrap()
-}
-
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if done() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 fn deploy(host: &Shoal, name: &str, extra: &[&str]) {

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_test_support::{Reply, Shoal, get, guests, upstream};
 
@@ -86,15 +86,8 @@ fn json(reply: Reply) -> serde_json::Value {
     serde_json::from_str(&reply.body).unwrap_or_default()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < CONVERGE {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {CONVERGE:?} waiting for {what}");
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    shoal_test_support::wait_until(CONVERGE, what, done);
 }
 
 fn refused(reply: &(u16, String)) -> bool {

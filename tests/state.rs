@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, guests, run_to_exit};
+use shoal_test_support::{Shoal, guests, run_to_exit, wait_until};
 
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -18,17 +18,6 @@ const LIFETIME: &str = "3s";
 
 fn bin() -> String {
     std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
-}
-
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 fn admin_get(host: &Shoal, path: &str) -> (u16, serde_json::Value) {

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, guests, run_to_exit};
+use shoal_test_support::{Shoal, guests, run_to_exit, wait_until};
 
 /// The binary under test: `SHOAL_BIN`, else the one built here.
 fn shoal() -> String {
@@ -405,17 +405,6 @@ impl Mesh {
 fn admin(host: &Shoal, path: &str) -> Option<serde_json::Value> {
     let (status, body, _) = admin_within(host, path, Duration::from_secs(5))?;
     (status == 200).then(|| serde_json::from_str(&body).unwrap())
-}
-
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if done() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// Sends SIGCONT to a stopped host when dropped, even when the test fails.

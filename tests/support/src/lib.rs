@@ -472,3 +472,27 @@ pub fn post(url: &str, body: &[u8]) -> Reply {
     let started = Instant::now();
     reply(started, agent().post(url).send(body))
 }
+
+/// Polls `done` every 50 ms until it holds, for at most `timeout`; panics
+/// naming `what` past it. Returns how long it took.
+pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if done() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Polls `done` every 50 ms until it gives a value, for at most
+/// `timeout`; panics naming `what` past it.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let mut value = None;
+    wait_until(timeout, what, || {
+        value = done();
+        value.is_some()
+    });
+    value.expect("given when the wait ended")
+}
