@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use shoal_test_support::{Shoal, guests, run_to_exit, run_to_exit_env};
 
 fn bin() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+    shoal_test_support::shoal_bin!()
 }
 
 fn host(dir: &Path, args: &[&str]) -> Shoal {

@@ -23,7 +23,7 @@ use relay::Relay;
 const CONVERGE: Duration = Duration::from_secs(30);
 
 fn shoal() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+    shoal_test_support::shoal_bin!()
 }
 
 /// `shoal keygen FILE`; the key's fingerprint.
@@ -101,17 +101,6 @@ fn loopback_udp_ports(pid: u32) -> Vec<u16> {
         .collect()
 }
 
-/// The most memory process `pid` has held at once, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
 /// One 64 KB chitchat Syn whose digest is a zstd stream of ~4,000 blocks,
 /// each 65,535 zero bytes once inflated: ~260 MB from one datagram.
 fn zstd_bomb() -> Vec<u8> {
@@ -152,7 +141,7 @@ fn a_local_process_cannot_reach_chitchats_decoder() {
         .filter(|&port| port != gossip_port)
         .collect();
     assert!(targets.len() >= 2, "the codec's two sockets: {targets:?}");
-    let before = peak_rss_mib(a.pid());
+    let before = a.peak_rss_mib();
 
     let bomb = zstd_bomb();
     assert!(bomb.len() <= 65_507);
@@ -166,7 +155,7 @@ fn a_local_process_cannot_reach_chitchats_decoder() {
     }
     std::thread::sleep(Duration::from_millis(500));
 
-    let grown = peak_rss_mib(a.pid()).saturating_sub(before);
+    let grown = a.peak_rss_mib().saturating_sub(before);
     eprintln!("peak RSS grew by {grown} MiB under the bombs (from {before} MiB)");
     assert!(grown < 64, "peak RSS grew by {grown} MiB");
     assert!(

@@ -22,18 +22,7 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn shoal() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
-}
-
-/// The most memory the process has had resident, in MiB (`VmHWM`).
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib >> 10
+    shoal_test_support::shoal_bin!()
 }
 
 /// `path` of a `shoal run` of the probe at `--memory 64MiB` answers 500 for
@@ -46,9 +35,9 @@ fn hoarding_is_stopped(path: &str) {
         &["--memory", "64MiB", "--timeout", "20s"],
     );
     assert_eq!(shoal.get("/").status, 200);
-    let before = peak_rss_mib(shoal.pid());
+    let before = shoal.peak_rss_mib();
     let reply = shoal.get(path);
-    let peak = peak_rss_mib(shoal.pid());
+    let peak = shoal.peak_rss_mib();
     eprintln!(
         "{path}: {} {:?} in {:?}; host peak RSS {before} MiB before, {peak} MiB after",
         reply.status, reply.body, reply.elapsed

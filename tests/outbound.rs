@@ -20,7 +20,7 @@ const CONVERGE: Duration = Duration::from_secs(30);
 const PROHIBITED: (u16, &str) = (403, "outbound destination prohibited");
 
 fn shoal() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+    shoal_test_support::shoal_bin!()
 }
 
 /// Two hosts sharing a cluster key; B joins A.

@@ -17,7 +17,7 @@ const CONVERGE: Duration = Duration::from_secs(30);
 const LIFETIME: &str = "3s";
 
 fn bin() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+    shoal_test_support::shoal_bin!()
 }
 
 fn admin_get(host: &Shoal, path: &str) -> (u16, serde_json::Value) {

@@ -17,7 +17,7 @@ use shoal_test_support::{Shoal, guests, run_to_exit, wait_until};
 
 /// The binary under test: `SHOAL_BIN`, else the one built here.
 fn shoal() -> String {
-    std::env::var("SHOAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+    shoal_test_support::shoal_bin!()
 }
 
 /// A script that sets `env` and the open-file limit, then becomes `shoal`

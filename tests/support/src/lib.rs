@@ -165,6 +165,17 @@ impl Shoal {
         self.child.id()
     }
 
+    /// The most memory the process has had resident, in MiB (`VmHWM`).
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib >> 10
+    }
+
     /// The node name of a host.
     pub fn name(&self) -> &str {
         &self.gossip.as_ref().expect("not a host").1
@@ -495,4 +506,18 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Opti
         value.is_some()
     });
     value.expect("given when the wait ended")
+}
+
+/// The `shoal` binary a test drives: the one cargo built for it, or the
+/// one `SHOAL_BIN` names (to show a test fails on an older build).
+#[macro_export]
+macro_rules! shoal_bin {
+    () => {
+        $crate::bin_or_override(env!("CARGO_BIN_EXE_shoal"))
+    };
+}
+
+/// `built`, unless `SHOAL_BIN` names another binary.
+pub fn bin_or_override(built: &str) -> String {
+    std::env::var("SHOAL_BIN").unwrap_or_else(|_| built.to_string())
 }
