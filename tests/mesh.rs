@@ -3,92 +3,14 @@
 //! Each scenario reads as a script: start, join, deploy, kill, assert.
 //! Every wait is bounded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, get, guests, wait_until};
+use shoal_test_support::{Mesh, Shoal, get, guests, wait_until};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
-
-/// A mesh of real hosts sharing one cluster key.
-struct Mesh {
-    hosts: Vec<Option<Shoal>>,
-    dirs: Vec<tempfile::TempDir>,
-    key: PathBuf,
-    _keys: tempfile::TempDir,
-}
-
-impl Mesh {
-    /// Starts `n` hosts; every one after the first joins the first.
-    fn start(n: usize) -> Mesh {
-        let keys = tempfile::tempdir().unwrap();
-        let key = keys.path().join("cluster.key");
-        keygen(&key);
-        let mut mesh = Mesh {
-            hosts: Vec::new(),
-            dirs: Vec::new(),
-            key,
-            _keys: keys,
-        };
-        for _ in 0..n {
-            mesh.dirs.push(tempfile::tempdir().unwrap());
-            let i = mesh.dirs.len() - 1;
-            let host = mesh.spawn(i);
-            mesh.hosts.push(Some(host));
-        }
-        mesh.wait_members(n);
-        mesh
-    }
-
-    fn spawn(&self, i: usize) -> Shoal {
-        let name = format!("node-{}", (b'a' + i as u8) as char);
-        let mut args = vec![
-            "--name".to_string(),
-            name,
-            "--cluster-key-file".into(),
-            self.key.to_str().unwrap().into(),
-        ];
-        if let Some(seed) = self.hosts.iter().flatten().next() {
-            args.extend(["--join".into(), seed.gossip_addr()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Shoal::host(SHOAL, self.dirs[i].path(), &args)
-    }
-
-    fn host(&self, i: usize) -> &Shoal {
-        self.hosts[i].as_ref().expect("host was killed")
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Shoal> {
-        self.hosts.iter().flatten()
-    }
-
-    /// Kills host `i` with SIGKILL.
-    fn kill(&mut self, i: usize) {
-        let host = self.hosts[i].take().expect("already killed");
-        host.signal("KILL");
-        drop(host);
-    }
-
-    /// Starts host `i` again on its data dir, joining a live one.
-    fn restart(&mut self, i: usize) {
-        let host = self.spawn(i);
-        self.hosts[i] = Some(host);
-    }
-
-    /// Waits until every live host counts `n` live members.
-    fn wait_members(&self, n: usize) {
-        for host in self.live() {
-            wait_until(
-                CONVERGE,
-                &format!("{} to see {n} live members", host.name()),
-                || members(host) == n,
-            );
-        }
-    }
-}
 
 /// `shoal keygen FILE`.
 fn keygen(file: &Path) {
@@ -139,14 +61,13 @@ fn placement(host: &Shoal, app: &str) -> (Vec<String>, Vec<String>) {
 }
 
 fn index_of(mesh: &Mesh, name: &str) -> usize {
-    (0..mesh.hosts.len())
-        .find(|&i| mesh.hosts[i].as_ref().is_some_and(|h| h.name() == name))
+    mesh.index_of(name)
         .unwrap_or_else(|| panic!("no live host named {name}"))
 }
 
 #[test]
 fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
-    let mesh = Mesh::start(3);
+    let mesh = Mesh::start(SHOAL, 3, &[]);
     let (a, c) = (mesh.host(0), mesh.host(2));
 
     // Deployed on A, the app becomes known to every node and is served
@@ -213,7 +134,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
 
 #[test]
 fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
-    let mut mesh = Mesh::start(3);
+    let mut mesh = Mesh::start(SHOAL, 3, &[]);
     deploy(mesh.host(0), "solo", &[]);
     let holder = wait_for_holder(&mesh, 0, "solo");
     let h = index_of(&mesh, &holder);
@@ -295,7 +216,7 @@ fn wait_for_holder(mesh: &Mesh, i: usize, app: &str) -> String {
 
 #[test]
 fn a_node_with_another_key_is_kept_out() {
-    let mesh = Mesh::start(1);
+    let mesh = Mesh::start(SHOAL, 1, &[]);
     let a = mesh.host(0);
     // Its own data dir makes its own key: it cannot join.
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, guests, run_to_exit, wait_until};
+use shoal_test_support::{Mesh, Shoal, guests, run_to_exit, wait_until};
 
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -264,13 +264,13 @@ fn a_corrupt_component_on_a_single_host_is_reported_and_not_served() {
 /// fetched again from A when B starts, and B serves the right bytes.
 #[test]
 fn a_corrupt_component_heals_from_a_peer() {
-    let mut mesh = Mesh::start(2, &[]);
+    let mut mesh = Mesh::start(&bin(), 2, &[]);
     deploy(mesh.host(0), guests::HELLO, "hello", &["--replicas", "all"]);
     wait_until(CONVERGE, "both nodes ready for hello", || {
         ready_on(mesh.host(0), "hello").len() == 2
     });
     let sha256 = component_of(mesh.host(1), "hello");
-    mesh.stop(1);
+    stop(mesh.take(1));
     substitute(mesh.data(1), &sha256);
     mesh.restart(1);
     let restarted = Instant::now();
@@ -299,7 +299,7 @@ fn a_corrupt_component_heals_from_a_peer() {
 /// removed everywhere, and what was not removed stays.
 #[test]
 fn a_node_away_longer_than_the_tombstone_lifetime_brings_nothing_back() {
-    let mut mesh = Mesh::start(3, &["--tombstone-lifetime", LIFETIME]);
+    let mut mesh = Mesh::start(&bin(), 3, &["--tombstone-lifetime", LIFETIME]);
     deploy(mesh.host(0), guests::HELLO, "gone", &["--replicas", "all"]);
     deploy(mesh.host(0), guests::HELLO, "kept", &[]);
     wait_until(CONVERGE, "node-c to serve gone", || {
@@ -352,87 +352,4 @@ fn ready_on(host: &Shoal, app: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Real hosts sharing one cluster key, each on a data dir that outlives
-/// its process.
-struct Mesh {
-    hosts: Vec<Option<Shoal>>,
-    dirs: Vec<PathBuf>,
-    key: PathBuf,
-    args: Vec<String>,
-    _root: tempfile::TempDir,
-}
-
-impl Mesh {
-    /// Starts `n` hosts with `args`; every one after the first joins it.
-    fn start(n: usize, args: &[&str]) -> Mesh {
-        let root = tempfile::tempdir().unwrap();
-        let key = root.path().join("cluster.key");
-        let (status, _, stderr) = run_to_exit(
-            &bin(),
-            &["keygen", key.to_str().unwrap()],
-            Duration::from_secs(10),
-        );
-        assert!(status.success(), "{stderr}");
-        let mut mesh = Mesh {
-            hosts: Vec::new(),
-            dirs: (0..n).map(|i| root.path().join(format!("{i}"))).collect(),
-            key,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            _root: root,
-        };
-        for i in 0..n {
-            let host = mesh.spawn(i);
-            mesh.hosts.push(Some(host));
-        }
-        for host in mesh.live() {
-            wait_until(CONVERGE, "every member to be live", || {
-                admin_get(host, "/v1/health").1["members"] == n
-            });
-        }
-        mesh
-    }
-
-    fn spawn(&self, i: usize) -> Shoal {
-        let name = format!("node-{}", (b'a' + i as u8) as char);
-        let mut args = vec![
-            "--name".to_string(),
-            name,
-            "--cluster-key-file".into(),
-            self.key.to_str().unwrap().into(),
-        ];
-        if let Some(seed) = self.live().next() {
-            args.extend(["--join".into(), seed.gossip_addr()]);
-        }
-        args.extend(self.args.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Shoal::host(&bin(), &self.dirs[i], &args)
-    }
-
-    fn host(&self, i: usize) -> &Shoal {
-        self.hosts[i].as_ref().expect("host is down")
-    }
-
-    fn data(&self, i: usize) -> &Path {
-        &self.dirs[i]
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Shoal> {
-        self.hosts.iter().flatten()
-    }
-
-    fn kill(&mut self, i: usize) {
-        let host = self.hosts[i].take().expect("already down");
-        host.signal("KILL");
-    }
-
-    fn stop(&mut self, i: usize) {
-        stop(self.hosts[i].take().expect("already down"));
-    }
-
-    fn restart(&mut self, i: usize) {
-        let host = self.spawn(i);
-        self.hosts[i] = Some(host);
-    }
 }

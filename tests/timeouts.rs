@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shoal_test_support::{Shoal, guests, run_to_exit, wait_until};
+use shoal_test_support::{Mesh, Shoal, guests, wait_until};
 
 /// The binary under test: `SHOAL_BIN`, else the one built here.
 fn shoal() -> String {
@@ -349,59 +349,6 @@ fn idle_headless_and_unread_connections_close_on_time_and_shutdown_is_bounded() 
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Three hosts joined on loopback, sharing a key.
-struct Mesh {
-    hosts: Vec<Shoal>,
-    _dirs: Vec<tempfile::TempDir>,
-    _keys: tempfile::TempDir,
-}
-
-impl Mesh {
-    fn start(n: usize) -> Mesh {
-        let keys = tempfile::tempdir().unwrap();
-        let key = keys.path().join("cluster.key");
-        let keygen = run_to_exit(
-            &shoal(),
-            &["keygen", key.to_str().unwrap()],
-            Duration::from_secs(10),
-        );
-        assert!(keygen.0.success(), "{}", keygen.2);
-        let mut hosts: Vec<Shoal> = Vec::new();
-        let mut dirs = Vec::new();
-        for i in 0..n {
-            let dir = tempfile::tempdir().unwrap();
-            let name = format!("node-{}", (b'a' + i as u8) as char);
-            let mut args = vec!["--name", &name, "--cluster-key-file", key.to_str().unwrap()];
-            let seed = hosts.first().map(Shoal::gossip_addr);
-            if let Some(seed) = &seed {
-                args.extend(["--join", seed]);
-            }
-            hosts.push(Shoal::host(&shoal(), dir.path(), &args));
-            dirs.push(dir);
-        }
-        let mesh = Mesh {
-            hosts,
-            _dirs: dirs,
-            _keys: keys,
-        };
-        for host in &mesh.hosts {
-            wait_until(
-                Duration::from_secs(30),
-                "every host to see the others",
-                || admin(host, "/v1/health").is_some_and(|h| h["members"] == n),
-            );
-        }
-        mesh
-    }
-
-    fn index_of(&self, name: &str) -> usize {
-        self.hosts
-            .iter()
-            .position(|h| h.name() == name)
-            .expect("a host of that name")
-    }
-}
-
 fn admin(host: &Shoal, path: &str) -> Option<serde_json::Value> {
     let (status, body, _) = admin_within(host, path, Duration::from_secs(5))?;
     (status == 200).then(|| serde_json::from_str(&body).unwrap())
@@ -420,15 +367,15 @@ impl Drop for Stopped<'_> {
 fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
     const DEADLINE: Duration = Duration::from_secs(1);
     const GRACE: Duration = Duration::from_secs(2);
-    let mesh = Mesh::start(3);
+    let mesh = Mesh::start(&shoal(), 3, &[]);
     let bin = shoal();
-    mesh.hosts[0].cli_ok(
+    mesh.host(0).cli_ok(
         &bin,
         &["deploy", guests::HELLO, "--name", "solo", "--timeout", "1s"],
     );
     let mut holder = String::new();
     wait_until(Duration::from_secs(30), "a ready holder of solo", || {
-        let Some(view) = admin(&mesh.hosts[0], "/v1/apps/solo") else {
+        let Some(view) = admin(mesh.host(0), "/v1/apps/solo") else {
             return false;
         };
         let ready = view["ready_on"].as_array().cloned().unwrap_or_default();
@@ -437,8 +384,8 @@ fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
         }
         !holder.is_empty()
     });
-    let h = mesh.index_of(&holder);
-    let (x, y) = (&mesh.hosts[(h + 1) % 3], &mesh.hosts[(h + 2) % 3]);
+    let h = mesh.index_of(&holder).expect("the holder is up");
+    let (x, y) = (mesh.host((h + 1) % 3), mesh.host((h + 2) % 3));
     for host in [x, y] {
         wait_until(
             Duration::from_secs(30),
@@ -447,8 +394,8 @@ fn a_frozen_holder_costs_its_requests_a_timeout_and_stalls_no_deploy() {
         );
     }
 
-    mesh.hosts[h].signal("STOP");
-    let _stopped = Stopped(&mesh.hosts[h]);
+    mesh.host(h).signal("STOP");
+    let _stopped = Stopped(mesh.host(h));
     let frozen = Instant::now();
     // Requests through both others go to the frozen holder.
     let requests: Vec<_> = [

@@ -11,8 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Paths of the guest components, built by this crate's build script.
+mod mesh;
 mod traffic;
 
+pub use mesh::Mesh;
 pub use traffic::{Noise, echo_duplex, upstream};
 
 pub mod guests {
