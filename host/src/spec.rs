@@ -114,6 +114,7 @@ impl AppSpec {
             memory: self.memory,
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue as usize,
+            kv: Default::default(),
         }
     }
 
@@ -133,6 +134,8 @@ impl AppSpec {
                 .collect(),
             deny_outbound: deny.to_vec(),
             denied_addrs: denied.clone(),
+            kv_stores: Vec::new(),
+            config: Default::default(),
         }
     }
 

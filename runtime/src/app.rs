@@ -20,6 +20,7 @@ use crate::guest_log::LogSink;
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::scheduler::Admission;
+use crate::state::KvBackend;
 
 /// What an app is: its name, what it may do, and its limits.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct AppConfig {
     pub policy: Policy,
     /// What the guest may use.
     pub limits: Limits,
+    /// The key-value engine the app's granted stores live in; `None`
+    /// makes every open an access-denied error.
+    pub state: Option<Arc<dyn KvBackend>>,
 }
 
 /// Live counters of an app.

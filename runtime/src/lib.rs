@@ -33,6 +33,7 @@ mod outbound;
 mod policy;
 mod ranges;
 mod scheduler;
+pub mod state;
 
 pub use app::{App, AppConfig, AppStats};
 pub use body::{Body, BodyError};

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::state::KvLimits;
+
 /// The limits an app runs under. Every one is on by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -17,6 +19,8 @@ pub struct Limits {
     /// Requests allowed to wait for an instance beyond `max_concurrency`;
     /// past that a request is refused at once with 503.
     pub max_queue: usize,
+    /// Key sizes, value sizes and the quota of the app's stores.
+    pub kv: KvLimits,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             memory: 128 << 20,
             max_concurrency: 100,
             max_queue: 1000,
+            kv: KvLimits::default(),
         }
     }
 }

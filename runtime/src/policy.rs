@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use crate::denied::DeniedAddrs;
 use crate::ranges;
+use crate::state::ConfigValues;
 
 /// What an app may do beyond computing.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,11 @@ pub struct Policy {
     /// `allow_outbound` says (the host's listeners and every mesh
     /// member's; shared with the host, which adds to it).
     pub denied_addrs: DeniedAddrs,
+    /// Key-value stores the guest may open (`default` is Spin's name);
+    /// opening any other is the interface's access-denied error.
+    pub kv_stores: Vec<String>,
+    /// Configuration values (and secrets) the guest may read.
+    pub config: ConfigValues,
 }
 
 /// One outbound rule: `*`, a host name, an IP address or a CIDR network,

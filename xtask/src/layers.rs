@@ -33,7 +33,7 @@ pub const HOST: Floors = &[
     &["node"],
     &["mesh"],
     &["apps", "routes"],
-    &["store"],
+    &["store", "kv"],
     &["desired"],
     &["spec", "replicas"],
     &[
@@ -63,7 +63,7 @@ pub const RUNTIME: Floors = &[
     &["component"],
     &["engine"],
     &["instance", "cache"],
-    &["outbound"],
+    &["outbound", "state"],
     &[
         "body",
         "error",
@@ -75,6 +75,8 @@ pub const RUNTIME: Floors = &[
         "policy",
         "denied",
         "ranges",
+        "state::backend",
+        "state::memory",
     ],
 ];
 

@@ -58,6 +58,7 @@ impl AppFlags {
             memory: self.memory,
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue as usize,
+            kv: Default::default(),
         }
     }
 
@@ -92,6 +93,8 @@ impl AppFlags {
             allow_outbound: self.allow_outbound.clone(),
             deny_outbound: Vec::new(),
             denied_addrs: denied.clone(),
+            kv_stores: Vec::new(),
+            config: Default::default(),
         }
     }
 }

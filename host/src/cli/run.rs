@@ -99,6 +99,7 @@ impl Run {
                 name: name.clone(),
                 policy: self.app.policy(&denied),
                 limits: self.app.limits(),
+                state: None,
             },
             Arc::new(TracingSink),
         );

@@ -284,6 +284,7 @@ impl Node {
                 name: spec.name.clone(),
                 policy: spec.policy(&self.deny, &self.denied),
                 limits: spec.limits(),
+                state: None,
             },
             self.logs.clone(),
         );
