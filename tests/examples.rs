@@ -121,11 +121,12 @@ fn stream_moves_large_bodies_both_ways() {
     }
 }
 
-/// PUTs or DELETEs on the counter example.
+/// PUTs, POSTs or DELETEs on the counter example.
 fn send(server: &Shoal, method: &str, path: &str, body: &str) -> Reply {
     let url = server.url(path);
     let response = match method {
         "PUT" => agent().put(&url).send(body),
+        "POST" => agent().post(&url).send(body),
         _ => agent().delete(&url).call(),
     }
     .unwrap();
@@ -172,6 +173,12 @@ fn counter_keeps_its_count_and_notes_across_restarts_and_reads_its_config() {
         201
     );
     assert_eq!(send(&server, "PUT", "/notes/x", "not json").status, 400);
+    let marked = send(&server, "POST", "/notes/eggs/done", "");
+    assert_eq!(
+        (marked.status, marked.body.as_str()),
+        (200, r#"{"text":"eggs","done":true}"#)
+    );
+    assert_eq!(send(&server, "POST", "/notes/none/done", "").status, 404);
     assert_eq!(
         server.get("/notes/milk").body,
         r#"{"text":"buy milk","done":true}"#
@@ -198,4 +205,38 @@ fn counter_keeps_its_count_and_notes_across_restarts_and_reads_its_config() {
     assert_eq!(denied.status, 403);
     assert!(denied.body.contains("--kv default"), "{}", denied.body);
     assert!(bare.get("/").body.starts_with("hello! "));
+}
+
+#[test]
+fn counter_lists_past_a_page_of_keys_and_reports_the_hosts_limits() {
+    let args = ["--kv", "default", "--state-dir", ":memory:"];
+    let server = Shoal::run(SHOAL, examples::COUNTER, &args);
+    // More notes than one page of keys (1000): `GET /notes` follows the
+    // cursor to the end, listing each once.
+    let mut ids: Vec<String> = (0..1100).map(|i| format!("n{i:04}")).collect();
+    for id in &ids {
+        let put = send(&server, "PUT", &format!("/notes/{id}"), r#"{"text": "x"}"#);
+        assert_eq!(put.status, 201, "{id}: {}", put.body);
+    }
+    let listed = server.get("/notes");
+    assert_eq!(listed.status, 200);
+    let mut listed: Vec<String> = serde_json::from_str(&listed.body).unwrap();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+
+    // A value over the host's 1 MiB limit: the SDK's error names the store,
+    // the key and the limit, and nothing is written.
+    let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(1 << 20));
+    let refused = send(&server, "PUT", "/notes/big", &big);
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused
+            .body
+            .contains("key `note:big` in key-value store `default`")
+            && refused.body.contains("limit"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(server.get("/notes/big").status, 404);
 }

@@ -5,8 +5,10 @@
 //! - `GET /count` counts the request and answers the count, kept across
 //!   requests and restarts of the host;
 //! - `PUT /notes/:id` stores a JSON to-do item (`{"text": "...", "done": false}`),
-//!   `GET /notes/:id` answers it, `DELETE /notes/:id` removes it, and
-//!   `GET /notes` lists every note's id.
+//!   `GET /notes/:id` answers it, `DELETE /notes/:id` removes it,
+//!   `POST /notes/:id/done` marks it done (a compare-and-swap: a
+//!   concurrent change is never lost), and `GET /notes` lists every
+//!   note's id.
 
 use serde::{Deserialize, Serialize};
 use shoal_sdk::kv::Store;
@@ -72,6 +74,19 @@ fn delete_note(req: Request) -> Result<StatusCode> {
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Marks a note done with a compare-and-swap, so that a concurrent PUT is
+/// either seen or retried on, never overwritten.
+fn mark_done(req: Request) -> Result<Response> {
+    let key = note_key(&req)?;
+    let done = Store::open_default()?.cas_json(&key, |note: Option<Note>| {
+        note.map(|note| Note { done: true, ..note })
+    })?;
+    match done {
+        Some(note) => shoal_sdk::json(&note),
+        None => Err(Error::not_found().with_message("no such note")),
+    }
+}
+
 /// Every note's id, read a page of keys at a time.
 fn list_notes(_req: Request) -> Result<Response> {
     let mut ids = Vec::new();
@@ -92,5 +107,6 @@ fn handle(req: Request) -> Response {
         .put("/notes/:id", put_note)
         .get("/notes/:id", get_note)
         .delete("/notes/:id", delete_note)
+        .post("/notes/:id/done", mark_done)
         .handle(req)
 }

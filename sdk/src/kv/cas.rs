@@ -34,17 +34,19 @@ pub(crate) enum Failed {
 
 /// Calls `update` on the value `cas` holds and swaps its result in, again
 /// on each newer value until one swap wins (at most `attempts` tries).
-/// Returns the value written.
+/// Returns the value written, or `None` if `update` declined to write.
 pub(crate) fn retry<C: Swap>(
     mut cas: C,
     attempts: u32,
-    mut update: impl FnMut(Option<&[u8]>) -> Vec<u8>,
-) -> Result<Vec<u8>, Failed> {
+    mut update: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, Failed> {
     for _ in 0..attempts {
         let current = cas.current().map_err(Failed::Store)?;
-        let value = update(current.as_deref());
+        let Some(value) = update(current.as_deref()) else {
+            return Ok(None);
+        };
         match cas.swap(&value) {
-            Ok(()) => return Ok(value),
+            Ok(()) => return Ok(Some(value)),
             Err(Lost::Race(newer)) => cas = newer,
             Err(Lost::Store(error)) => return Err(Failed::Store(error)),
         }
@@ -111,10 +113,10 @@ mod tests {
         }
     }
 
-    fn append_a(current: Option<&[u8]>) -> Vec<u8> {
+    fn append_a(current: Option<&[u8]>) -> Option<Vec<u8>> {
         let mut value = current.unwrap_or_default().to_vec();
         value.push(b'a');
-        value
+        Some(value)
     }
 
     #[test]
@@ -127,7 +129,7 @@ mod tests {
             append_a(current)
         })
         .unwrap();
-        assert_eq!(written, b"rrra");
+        assert_eq!(written.as_deref(), Some(&b"rrra"[..]));
         assert_eq!(*value.borrow(), Some(b"rrra".to_vec()));
         assert_eq!(calls, 4, "once per attempt");
     }
@@ -143,6 +145,21 @@ mod tests {
             Some(b"xrrrrr".to_vec()),
             "only the rivals wrote"
         );
+    }
+
+    #[test]
+    fn declining_writes_nothing() {
+        let value = RefCell::new(Some(b"x".to_vec()));
+        let rivals = RefCell::new(1);
+        let mut seen = Vec::new();
+        let written = retry(Contested::take(&value, &rivals), 10, |current| {
+            seen.push(current.map(<[u8]>::to_vec));
+            // Write once; on the newer value, decline.
+            (seen.len() == 1).then(|| b"mine".to_vec())
+        });
+        assert!(matches!(written, Ok(None)), "{written:?}");
+        assert_eq!(seen, [Some(b"x".to_vec()), Some(b"xr".to_vec())]);
+        assert_eq!(*value.borrow(), Some(b"xr".to_vec()));
     }
 
     #[test]

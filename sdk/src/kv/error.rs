@@ -54,8 +54,8 @@ pub enum KvError {
         attempts: u32,
     },
     /// The value of `key` is not the JSON [`Store::get_json`](super::Store::get_json)
-    /// expected, or a value [`Store::set_json`](super::Store::set_json) was
-    /// given does not serialize.
+    /// or [`Store::cas_json`](super::Store::cas_json) expected, or a value
+    /// to write does not serialize.
     #[cfg(feature = "json")]
     #[error("key `{key}` in key-value store `{store}`: {reason}")]
     Json {

@@ -187,29 +187,32 @@ impl Store {
     /// another writer changes `key` between the read and the write, the
     /// write does not happen and `update` is called again on the newer
     /// value (up to [`CAS_ATTEMPTS`] times, then [`KvError::Contended`]).
-    /// `update` gets `None` when the key has no value, may run more than
-    /// once, and should do nothing but compute. Returns the value written.
+    ///
+    /// `update` gets `None` when the key has no value, and answers the new
+    /// value, or `None` to leave the key as it is (and return at once). It
+    /// may run more than once, so it should do nothing but compute.
+    /// Returns what was written (`None`: `update` declined).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), shoal_sdk::kv::KvError> {
     /// # let store = shoal_sdk::kv::Store::open_default()?;
     /// // Append a name to a comma-separated list without losing a
-    /// // concurrent append.
+    /// // concurrent append, unless it is there already.
     /// store.cas("guests", |current| {
-    ///     let mut list = current.unwrap_or_default().to_vec();
-    ///     if !list.is_empty() {
-    ///         list.push(b',');
+    ///     let list = String::from_utf8_lossy(current.unwrap_or_default());
+    ///     if list.split(',').any(|name| name == "ada") {
+    ///         return None;
     ///     }
-    ///     list.extend_from_slice(b"ada");
-    ///     list
+    ///     let sep = if list.is_empty() { "" } else { "," };
+    ///     Some(format!("{list}{sep}ada").into_bytes())
     /// })?;
     /// # Ok(()) }
     /// ```
     pub fn cas(
         &self,
         key: &str,
-        update: impl FnMut(Option<&[u8]>) -> Vec<u8>,
-    ) -> Result<Vec<u8>, KvError> {
+        update: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, KvError> {
         let handle = atomics::Cas::new(&self.bucket, key).map_err(|e| self.error(e, key))?;
         cas::retry(handle, CAS_ATTEMPTS, update).map_err(|failed| match failed {
             cas::Failed::Store(e) => self.error(e, key),
@@ -219,6 +222,64 @@ impl Store {
                 attempts,
             },
         })
+    }
+
+    /// [`Store::cas`] on a value kept as JSON: `update` gets the current
+    /// value parsed into a `T` (`None` if the key has none) and answers
+    /// the new one (`None` to leave it). A current value that is not such
+    /// JSON is [`KvError::Json`], and nothing is written.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), shoal_sdk::kv::KvError> {
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Cart { items: Vec<String> }
+    ///
+    /// # let store = shoal_sdk::kv::Store::open_default()?;
+    /// // Add to the cart; a concurrent addition is never lost.
+    /// store.cas_json("cart:42", |cart: Option<Cart>| {
+    ///     let mut cart = cart.unwrap_or(Cart { items: vec![] });
+    ///     cart.items.push("tea".into());
+    ///     Some(cart)
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn cas_json<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        mut update: impl FnMut(Option<T>) -> Option<T>,
+    ) -> Result<Option<T>, KvError> {
+        let mut failed = None;
+        let mut written = None;
+        self.cas(key, |current| {
+            written = None;
+            let current = match current.map(serde_json::from_slice::<T>).transpose() {
+                Ok(current) => current,
+                Err(e) => {
+                    failed = Some(
+                        self.json_error(key, format!("the value is not the JSON expected: {e}")),
+                    );
+                    return None;
+                }
+            };
+            let next = update(current)?;
+            match serde_json::to_vec(&next) {
+                Ok(bytes) => {
+                    written = Some(next);
+                    Some(bytes)
+                }
+                Err(e) => {
+                    failed = Some(
+                        self.json_error(key, format!("the value does not serialize to JSON: {e}")),
+                    );
+                    None
+                }
+            }
+        })?;
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(written),
+        }
     }
 
     /// The value of `key` parsed as JSON into a `T`, or `None` if it has
