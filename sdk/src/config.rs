@@ -18,8 +18,8 @@
 //!
 //! Unlike [`crate::env`], which reads WASI environment variables, these
 //! calls are `wasi:config/store@0.2.0-draft-2024-09-27`, the interface Spin
-//! links for its variables: the same component reads its configuration on
-//! `spin up` too.
+//! links for its variables, so the same component is meant to read its
+//! configuration on `spin up` too.
 
 use crate::bindings::wasi::config::store;
 

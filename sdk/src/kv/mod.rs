@@ -35,9 +35,11 @@
 //! `--kv-quota`); going over is a [`KvError::Other`] naming the limit, and
 //! nothing is written.
 //!
-//! The calls are `wasi:keyvalue@0.2.0-draft2` (`store` and `atomics`), as
-//! Spin links them: a component using this module also runs on
-//! `spin up`, with the store named in its manifest's `key_value_stores`.
+//! The calls are `wasi:keyvalue@0.2.0-draft2` (`store` and `atomics`), the
+//! draft Spin links, so a component using this module is meant to run on
+//! `spin up` too, with the store named in its manifest's
+//! `key_value_stores`. A component that never calls them does not import
+//! them.
 
 mod cas;
 mod error;
