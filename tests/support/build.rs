@@ -21,6 +21,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("EXAMPLE_ROUTER", "router.wasm"),
     ("EXAMPLE_FETCH", "fetch.wasm"),
     ("EXAMPLE_STREAM", "stream.wasm"),
+    ("EXAMPLE_COUNTER", "counter.wasm"),
 ];
 
 fn main() {
@@ -30,6 +31,7 @@ fn main() {
         "../../sdk/src",
         "../../sdk/macro/src",
         "../../sdk/Cargo.toml",
+        "../../sdk/wit",
     ] {
         println!(
             "cargo:rerun-if-changed={}",

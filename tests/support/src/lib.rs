@@ -44,6 +44,8 @@ pub mod examples {
     pub const FETCH: &str = env!("SHOAL_EXAMPLE_FETCH");
     /// `examples/stream`.
     pub const STREAM: &str = env!("SHOAL_EXAMPLE_STREAM");
+    /// `examples/counter`.
+    pub const COUNTER: &str = env!("SHOAL_EXAMPLE_COUNTER");
 }
 
 /// How long a `shoal` process may take to say it is ready.
