@@ -48,14 +48,23 @@ async fn script() -> Result<String, Error> {
     store.set("b", b"2").await?;
     lines.push(format!("get a: {}", text(store.get("a").await?)));
     lines.push(format!("exists a: {}", store.exists("a").await?));
-    lines.push(format!("exists missing: {}", store.exists("missing").await?));
+    lines.push(format!(
+        "exists missing: {}",
+        store.exists("missing").await?
+    ));
     let mut keys = store.get_keys().await.collect().await?;
     keys.sort();
     lines.push(format!("keys: {keys:?}"));
     store.delete("a").await?;
     store.delete("b").await?;
-    lines.push(format!("after delete, exists a: {}", store.exists("a").await?));
-    lines.push(format!("open other: {:?}", Store::open("other").await.err()));
+    lines.push(format!(
+        "after delete, exists a: {}",
+        store.exists("a").await?
+    ));
+    lines.push(format!(
+        "open other: {:?}",
+        Store::open("other").await.err()
+    ));
     for name in ["greeting", "api_key", "Bad", "missing"] {
         lines.push(format!("variable {name}: {:?}", variables::get(name).await));
     }

@@ -9,7 +9,9 @@ wit_bindgen::generate!({ path: "wit", world: "app", generate_all });
 use wasi::config::store as config;
 use wasi::keyvalue::{atomics, batch, store};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct App;
 
@@ -46,18 +48,34 @@ fn script() -> Result<Vec<String>, store::Error> {
     lines.push(format!("exists a: {}", bucket.exists("a")?));
     lines.push(format!("exists missing: {}", bucket.exists("missing")?));
     lines.push(format!("get missing: {}", text(bucket.get("missing")?)));
-    lines.push(format!("increment c 5: {}", atomics::increment(&bucket, "c", 5)?));
-    lines.push(format!("increment c 5: {}", atomics::increment(&bucket, "c", 5)?));
+    lines.push(format!(
+        "increment c 5: {}",
+        atomics::increment(&bucket, "c", 5)?
+    ));
+    lines.push(format!(
+        "increment c 5: {}",
+        atomics::increment(&bucket, "c", 5)?
+    ));
     lines.push(format!("get c: {}", text(bucket.get("c")?)));
     bucket.set("b", b"2")?;
     let many = batch::get_many(&bucket, &["a".to_string(), "missing".to_string()])?;
     let many: Vec<String> = many
         .into_iter()
-        .map(|kv| kv.map_or("none".into(), |(k, v)| format!("{k}={}", String::from_utf8_lossy(&v))))
+        .map(|kv| {
+            kv.map_or("none".into(), |(k, v)| {
+                format!("{k}={}", String::from_utf8_lossy(&v))
+            })
+        })
         .collect();
     lines.push(format!("get-many a missing: {}", many.join(" ")));
     lines.push(format!("list-keys: {}", sorted_keys(&bucket)?));
-    batch::set_many(&bucket, &[("d".to_string(), b"4".to_vec()), ("e".to_string(), b"5".to_vec())])?;
+    batch::set_many(
+        &bucket,
+        &[
+            ("d".to_string(), b"4".to_vec()),
+            ("e".to_string(), b"5".to_vec()),
+        ],
+    )?;
     lines.push(format!("after set-many: {}", sorted_keys(&bucket)?));
     batch::delete_many(&bucket, &["a".to_string(), "b".to_string()])?;
     lines.push(format!("after delete-many: {}", sorted_keys(&bucket)?));

@@ -1,7 +1,9 @@
 //! The HTTP plumbing of the probe: answers, request bodies, query
 //! parameters, percent-decoding and JSON strings.
 
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 /// A response to send.
 pub struct Reply {

@@ -66,7 +66,9 @@ fn route(
             let value = atomics::increment(&open(name)?, key, by)?;
             Ok(Reply::text(200, &value.to_string()))
         }
-        (Method::Post, ["cas", name, key]) => cas_append(name, key, &param(query, "append").unwrap_or_default()),
+        (Method::Post, ["cas", name, key]) => {
+            cas_append(name, key, &param(query, "append").unwrap_or_default())
+        }
         (Method::Post, ["cas-conflict", name, key]) => cas_conflict(name, key),
         (Method::Post, ["many", name]) => set_many(name, &read_body(request)),
         (Method::Post, ["get-many", name]) => get_many(name, &read_body(request)),
@@ -206,7 +208,11 @@ fn get_many(name: &str, body: &[u8]) -> Result<Reply, store::Error> {
 /// `n` single sets of `{prefix}{i:05}` to `size` bytes, from `from`.
 fn fill(name: &str, query: &str) -> Result<Reply, store::Error> {
     let number = |k, d| param(query, k).and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (from, n, size): (u64, u64, usize) = (number("from", 0), number("n", 0), number("size", 1) as usize);
+    let (from, n, size): (u64, u64, usize) = (
+        number("from", 0),
+        number("n", 0),
+        number("size", 1) as usize,
+    );
     let prefix = param(query, "prefix").unwrap_or_default();
     let bucket = open(name)?;
     let value = vec![b'v'; size];
@@ -226,7 +232,10 @@ fn open_many(query: &str) -> Reply {
         match store::open(&name) {
             Ok(bucket) => held.push(bucket),
             Err(error) => {
-                return Reply::text(200, &format!("opened {}, then {}\n", held.len(), describe(&error)));
+                return Reply::text(
+                    200,
+                    &format!("opened {}, then {}\n", held.len(), describe(&error)),
+                );
             }
         }
     }
