@@ -9,8 +9,12 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::Duration;
 
 use shoal_test_support::{Reply, Shoal, agent, get, guests, post, shoal_bin};
+
+/// How long a log line may take to reach the test.
+const LOG_WAIT: Duration = Duration::from_secs(10);
 
 fn send(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let agent = agent();
@@ -183,7 +187,9 @@ fn ungranted_stores_are_denied_and_limits_answer_errors_naming_them() {
         (403, "access-denied\n")
     );
     assert!(
-        shoal.logs().contains("grant it with `--kv other`"),
+        shoal
+            .wait_for_log("grant it with `--kv other`", LOG_WAIT)
+            .is_some(),
         "{}",
         shoal.logs()
     );
@@ -258,7 +264,9 @@ fn an_app_given_no_store_is_denied_every_store() {
         (403, "access-denied\n")
     );
     assert!(
-        shoal.logs().contains("grant it with `--kv default`"),
+        shoal
+            .wait_for_log("grant it with `--kv default`", LOG_WAIT)
+            .is_some(),
         "{}",
         shoal.logs()
     );
@@ -331,11 +339,13 @@ fn a_wasi_keyvalue_draft_guest_answers_as_on_wasmtime() {
     );
 }
 
-#[test]
-fn a_spin_sdk_7_key_value_and_variables_guest_runs_unchanged() {
+/// Runs a Spin guest's `/script` under `shoal run` with what Spin's
+/// `spin up --key-value`/`--variable` would give it, and checks each line;
+/// answers the running host.
+fn spin_script(component: &str, flavor: &str) -> Shoal {
     let shoal = Shoal::run(
         &shoal_bin!(),
-        guests::COMPAT_SPIN_KV,
+        component,
         &[
             "--kv",
             "default",
@@ -345,10 +355,7 @@ fn a_spin_sdk_7_key_value_and_variables_guest_runs_unchanged() {
             "API_KEY=k",
         ],
     );
-    assert!(
-        shoal.logs().contains("wasip3"),
-        "spin:key-value@3.0.0 runs on the concurrent engine"
-    );
+    assert!(shoal.logs().contains(flavor), "{}", shoal.logs());
     let script = ok(shoal.get("/script"));
     let expected = [
         "get a: 1",
@@ -370,16 +377,29 @@ fn a_spin_sdk_7_key_value_and_variables_guest_runs_unchanged() {
         lines[9].starts_with("variable missing: Err(Error::Undefined("),
         "{script}"
     );
+    let denied = shoal.get("/open?store=other");
+    assert_eq!(
+        (denied.status, denied.body.as_str()),
+        (403, "access-denied\n")
+    );
+    shoal
+}
 
+#[test]
+fn a_spin_sdk_7_key_value_and_variables_guest_runs_unchanged() {
+    // spin:key-value@3.0.0 and spin:variables@3.0.0 are `async func`s: the
+    // concurrent engine.
+    let shoal = spin_script(guests::COMPAT_SPIN_KV, "wasip3");
     assert_eq!(ok(shoal.get("/fill?n=2500")), "filled 2500\n");
     assert_eq!(
         ok(shoal.get("/count")),
         "2500 keys, 2500 distinct\n",
         "the key stream pages through"
     );
-    let denied = shoal.get("/open?store=other");
-    assert_eq!(
-        (denied.status, denied.body.as_str()),
-        (403, "access-denied\n")
-    );
+}
+
+#[test]
+fn a_spin_sdk_5_key_value_and_variables_guest_runs_unchanged() {
+    // fermyon:spin/key-value@2.0.0 and variables@2.0.0: the plain engine.
+    spin_script(guests::COMPAT_SPIN5, "wasip2");
 }

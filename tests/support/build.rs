@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("KV_PROBE", "kv_probe.wasm"),
     ("COMPAT_WASI_KV", "compat_wasi_kv.wasm"),
     ("COMPAT_SPIN_KV", "compat_spin_kv.wasm"),
+    ("COMPAT_SPIN5", "compat_spin5.wasm"),
 ];
 
 /// The examples, built with their own workspace's release profile.

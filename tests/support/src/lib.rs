@@ -39,6 +39,9 @@ pub mod guests {
     /// A guest written with spin-sdk 7's `key_value` and `variables`
     /// (WASIp3).
     pub const COMPAT_SPIN_KV: &str = env!("SHOAL_GUEST_COMPAT_SPIN_KV");
+    /// A guest written with spin-sdk 5.2's `key_value` and `variables`
+    /// (WASIp2, `fermyon:spin@2.0.0`).
+    pub const COMPAT_SPIN5: &str = env!("SHOAL_GUEST_COMPAT_SPIN5");
 }
 
 /// Paths of the examples (`examples/`), built with their release profile.
