@@ -178,3 +178,107 @@ impl batch::Host for StateView<'_> {
         answer(self.handle(&bucket)?.delete_many(keys).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wasmtime::component::ResourceTable;
+
+    use super::atomics::{Host as _, HostCas as _};
+    use super::store::HostBucket as _;
+    use super::*;
+    use crate::policy::Policy;
+    use crate::state::backend::{KvBackend, KvLimits};
+    use crate::state::grant::{StateCtx, StateGrant};
+    use crate::state::memory::MemoryKv;
+
+    fn grant(stores: &[&str], backend: Option<Arc<dyn KvBackend>>) -> Arc<StateGrant> {
+        let policy = Policy {
+            kv_stores: stores.iter().map(|s| s.to_string()).collect(),
+            ..Policy::default()
+        };
+        let limits = KvLimits {
+            max_open: 2,
+            ..KvLimits::default()
+        };
+        StateGrant::new(&Arc::from("app"), &policy, &limits, backend)
+    }
+
+    #[tokio::test]
+    async fn stores_are_denied_unless_granted_and_backed() {
+        let memory: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+        for (stores, backend, name) in [
+            (&["default"][..], None, "default"),
+            (&["default"][..], Some(memory.clone()), "other"),
+        ] {
+            let mut ctx = StateCtx::new(&grant(stores, backend));
+            let mut table = ResourceTable::new();
+            let mut view = StateView {
+                ctx: &mut ctx,
+                table: &mut table,
+            };
+            let opened = store::Host::open(&mut view, name.into()).await.unwrap();
+            assert!(matches!(opened, Err(Error::AccessDenied)), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_open_cap_and_compare_and_swap_work_on_memory_kv() {
+        let mut ctx = StateCtx::new(&grant(&["default"], Some(Arc::new(MemoryKv::new()))));
+        let mut table = ResourceTable::new();
+        let mut view = StateView {
+            ctx: &mut ctx,
+            table: &mut table,
+        };
+        let a = view.open("").unwrap_or_else(|e| panic!("{e}"));
+        let _b = view.open("default").unwrap_or_else(|e| panic!("{e}"));
+        let third = store::Host::open(&mut view, "default".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&third, Err(Error::Other(m)) if m.contains("limit 2 per instance")),
+            "{third:?}"
+        );
+
+        let cas = view.new(borrow(&a), "k".into()).await.unwrap().unwrap();
+        view.set(borrow(&a), "k".into(), b"theirs".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let Err(atomics::CasError::CasFailed(retry)) =
+            view.swap(cas, b"mine".to_vec()).await.unwrap()
+        else {
+            panic!("a swap against a moved key must fail");
+        };
+        assert_eq!(
+            view.current(borrow(&retry)).await.unwrap().unwrap(),
+            Some(b"theirs".to_vec())
+        );
+        assert!(view.swap(retry, b"mine".to_vec()).await.unwrap().is_ok());
+        let got = view.get(borrow(&a), "k".into()).await.unwrap().unwrap();
+        assert_eq!(got, Some(b"mine".to_vec()));
+        let n = view
+            .increment(borrow(&a), "n".into(), 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 3);
+        let raw = view.get(borrow(&a), "n".into()).await.unwrap().unwrap();
+        assert_eq!(
+            raw,
+            Some(3i64.to_le_bytes().to_vec()),
+            "draft2 counters are i64 LE"
+        );
+        store::HostBucket::drop(&mut view, a).await.unwrap();
+        assert!(
+            view.open("default").is_ok(),
+            "closing a store frees its place"
+        );
+    }
+
+    /// A borrowed handle to the same resource, as a guest passes one.
+    fn borrow<T: 'static>(resource: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(resource.rep())
+    }
+}
