@@ -12,6 +12,39 @@ use std::process::Command;
 use std::time::Duration;
 
 use shoal_test_support::{Reply, Shoal, agent, get, guests, post, shoal_bin};
+use tempfile::TempDir;
+
+/// A `shoal run` with a data and cache dir of its own, so that an engine
+/// that keeps state across runs (under `$XDG_DATA_HOME/shoal/run/NAME`)
+/// starts empty and no two tests share a store.
+struct Run {
+    shoal: Shoal,
+    _dirs: TempDir,
+}
+
+impl std::ops::Deref for Run {
+    type Target = Shoal;
+
+    fn deref(&self) -> &Shoal {
+        &self.shoal
+    }
+}
+
+fn run(component: &str, args: &[&str]) -> Run {
+    let dirs = tempfile::tempdir().unwrap();
+    let mut command = Command::new(shoal_bin!());
+    command
+        .args(["run", component, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("XDG_DATA_HOME", dirs.path().join("data"))
+        .env("SHOAL_CACHE_DIR", dirs.path().join("cache"))
+        .env("SHOAL_LOG", "info")
+        .env("NO_COLOR", "1");
+    Run {
+        shoal: Shoal::spawn(command),
+        _dirs: dirs,
+    }
+}
 
 /// How long a log line may take to reach the test.
 const LOG_WAIT: Duration = Duration::from_secs(10);
@@ -34,9 +67,8 @@ fn ok(reply: Reply) -> String {
     reply.body
 }
 
-fn probe() -> Shoal {
-    Shoal::run(
-        &shoal_bin!(),
+fn probe() -> Run {
+    run(
         guests::KV_PROBE,
         &[
             "--kv",
@@ -257,7 +289,7 @@ fn ungranted_stores_are_denied_and_limits_answer_errors_naming_them() {
 
 #[test]
 fn an_app_given_no_store_is_denied_every_store() {
-    let shoal = Shoal::run(&shoal_bin!(), guests::KV_PROBE, &[]);
+    let shoal = run(guests::KV_PROBE, &[]);
     let denied = shoal.get("/kv/default/x");
     assert_eq!(
         (denied.status, denied.body.as_str()),
@@ -296,8 +328,7 @@ config all: [(\"greeting\", \"hi\")]
 
 #[test]
 fn a_wasi_keyvalue_draft_guest_answers_as_on_wasmtime() {
-    let shoal = Shoal::run(
-        &shoal_bin!(),
+    let shoal = run(
         guests::COMPAT_WASI_KV,
         &["--kv", "default", "--config", "greeting=hi"],
     );
@@ -342,9 +373,8 @@ fn a_wasi_keyvalue_draft_guest_answers_as_on_wasmtime() {
 /// Runs a Spin guest's `/script` under `shoal run` with what Spin's
 /// `spin up --key-value`/`--variable` would give it, and checks each line;
 /// answers the running host.
-fn spin_script(component: &str, flavor: &str) -> Shoal {
-    let shoal = Shoal::run(
-        &shoal_bin!(),
+fn spin_script(component: &str, flavor: &str) -> Run {
+    let shoal = run(
         component,
         &[
             "--kv",
