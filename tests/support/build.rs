@@ -12,6 +12,10 @@ const GUESTS: &[(&str, &str)] = &[
     ("CLI_ONLY", "cli-only.wasm"),
     ("COMPAT_WSTD", "compat_wstd.wasm"),
     ("COMPAT_SPIN", "compat_spin.wasm"),
+    ("KV_PROBE", "kv_probe.wasm"),
+    ("COMPAT_WASI_KV", "compat_wasi_kv.wasm"),
+    ("COMPAT_SPIN_KV", "compat_spin_kv.wasm"),
+    ("COMPAT_SPIN5", "compat_spin5.wasm"),
 ];
 
 /// The examples, built with their own workspace's release profile.

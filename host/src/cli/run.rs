@@ -99,7 +99,10 @@ impl Run {
                 name: name.clone(),
                 policy: self.app.policy(&denied),
                 limits: self.app.limits(),
-                state: None,
+                state: (!self.app.kv.is_empty()).then(|| {
+                    Arc::new(shoal_runtime::state::MemoryKv::new())
+                        as Arc<dyn shoal_runtime::state::KvBackend>
+                }),
             },
             Arc::new(TracingSink),
         );
