@@ -49,15 +49,6 @@ pub(crate) struct AppFlags {
     /// shoal host's own listeners.
     #[arg(long = "allow-outbound", value_name = "HOST[:PORT]")]
     pub allow_outbound: Vec<OutboundRule>,
-
-    /// A key-value store the component may open (repeatable; `default` is
-    /// Spin's name).
-    #[arg(long = "kv", value_name = "NAME")]
-    pub kv: Vec<String>,
-
-    /// A configuration value the component may read (repeatable).
-    #[arg(long = "config", value_name = "K=V", value_parser = parse_env)]
-    pub config: Vec<(String, String)>,
 }
 
 impl AppFlags {
@@ -102,8 +93,8 @@ impl AppFlags {
             allow_outbound: self.allow_outbound.clone(),
             deny_outbound: Vec::new(),
             denied_addrs: denied.clone(),
-            kv_stores: self.kv.clone(),
-            config: shoal_runtime::state::ConfigValues(self.config.iter().cloned().collect()),
+            kv_stores: Vec::new(),
+            config: Default::default(),
         }
     }
 }

@@ -99,10 +99,7 @@ impl Run {
                 name: name.clone(),
                 policy: self.app.policy(&denied),
                 limits: self.app.limits(),
-                state: (!self.app.kv.is_empty()).then(|| {
-                    Arc::new(shoal_runtime::state::MemoryKv::new())
-                        as Arc<dyn shoal_runtime::state::KvBackend>
-                }),
+                state: None,
             },
             Arc::new(TracingSink),
         );
