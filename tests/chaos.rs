@@ -15,7 +15,12 @@
 //! faults that need no links cut; `SHOAL_CHAOS_NETNS=require` fails
 //! instead, `=off` forces loopback. Until the deploy-time 503 of
 //! docs/plans/chaos.md Part 2 is fixed, `SHOAL_CHAOS_SPREAD_503=allow`
-//! reports those 503s without failing on them. Every run writes
+//! reports those 503s without failing on them. The suite found that a
+//! node restarted on its old gossip address gossips to its own dead
+//! incarnation and then refuses every datagram sealed for it (it never
+//! learns another change); every short run restarts two nodes, so it fails
+//! until that is fixed, and `SHOAL_CHAOS_WORKAROUND=new-gossip-port` (a
+//! restarted node gossips on a new port) hides it. Every run writes
 //! `target/chaos/<seed>/` (timeline.svg, report.md, report.json,
 //! history.csv). Set `SHOAL_BIN` to run it against another binary.
 
@@ -49,7 +54,8 @@ const NODES: usize = 5;
 /// The short run's seed.
 const SHORT_SEED: u64 = 0x16;
 /// Seeds that once found a bug, replayed as one-minute random runs in the
-/// short run (none yet).
+/// short run. The short run's own seed found the self-gossip bug (above)
+/// and replays it on every run.
 const REGRESSION_SEEDS: &[u64] = &[];
 
 /// Namespaces if they can be made (and are wanted); what runs without.
@@ -73,22 +79,33 @@ fn network() -> Option<Net> {
     }
 }
 
+/// Five hosts, started, each seeing all the others.
+fn started(net: Option<Net>) -> Cluster {
+    let mut cluster = Cluster::new(&shoal_test_support::shoal_bin!(), NODES, net);
+    for k in 0..NODES {
+        cluster.start(k);
+    }
+    for k in 0..NODES {
+        wait_until(
+            Duration::from_secs(60),
+            "every node to see the others",
+            || cluster.members(k) == NODES,
+        );
+    }
+    cluster
+}
+
 /// Starts the cluster, runs `plan`'s steps under load, checks, reports.
 fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
     let net = network();
     let netns = net.is_some();
     let steps = plan(netns);
     let mode = if netns { "netns" } else { "loopback" };
-    eprintln!("chaos: seed={seed:#x} mode={mode} faults={} (replay: {replay})", steps.len());
-    let mut cluster = Cluster::new(&shoal_test_support::shoal_bin!(), NODES, net);
-    for k in 0..NODES {
-        cluster.start(k);
-    }
-    for k in 0..NODES {
-        wait_until(Duration::from_secs(60), "every node to see the others", || {
-            cluster.members(k) == NODES
-        });
-    }
+    eprintln!(
+        "chaos: seed={seed:#x} mode={mode} faults={} (replay: {replay})",
+        steps.len()
+    );
+    let mut cluster = started(net);
     let clock = Clock(Instant::now());
     let load = Load::start(&cluster.places, cluster.pids.clone(), clock);
     let hello = std::fs::read(guests::HELLO).unwrap();
@@ -130,13 +147,21 @@ fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
         replay: replay.clone(),
     };
     let dir = report::write(&run, &history, &figures);
-    eprintln!("{}", std::fs::read_to_string(dir.join("report.md")).unwrap());
+    eprintln!(
+        "{}",
+        std::fs::read_to_string(dir.join("report.md")).unwrap()
+    );
     eprintln!("chaos: report in {}", dir.display());
     drop(runner);
     drop(cluster);
+    fail_on(&figures.violations, seed, &replay, &dir);
+}
+
+/// Panics listing `violations`, but the deploy-spread 503s with
+/// `SHOAL_CHAOS_SPREAD_503=allow`.
+fn fail_on(violations: &[String], seed: u64, replay: &str, dir: &std::path::Path) {
     let allow_spread = std::env::var("SHOAL_CHAOS_SPREAD_503").is_ok_and(|v| v == "allow");
-    let violations: Vec<&String> = figures
-        .violations
+    let violations: Vec<&String> = violations
         .iter()
         .filter(|v| !(allow_spread && v.contains("deploy-spread 503s")))
         .collect();
@@ -145,15 +170,21 @@ fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
         "chaos run {seed:#x} broke {} promises (replay: {replay}; report in {}):\n{}",
         violations.len(),
         dir.display(),
-        violations.iter().map(|v| format!("- {v}")).collect::<Vec<_>>().join("\n")
+        violations
+            .iter()
+            .map(|v| format!("- {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
 #[test]
 fn short_run() {
-    chaos(SHORT_SEED, "cargo test -p shoal-host --test chaos short_run".into(), |netns| {
-        faults::short(SHORT_SEED, NODES, netns)
-    });
+    chaos(
+        SHORT_SEED,
+        "cargo test -p shoal-host --test chaos short_run".into(),
+        |netns| faults::short(SHORT_SEED, NODES, netns),
+    );
     for &seed in REGRESSION_SEEDS {
         let replay = format!("cargo xtask chaos --minutes 1 --seed {seed:#x}");
         chaos(seed, replay, |netns| faults::soak(seed, 1, NODES, netns));
@@ -178,7 +209,9 @@ fn soak() {
             nanos as u64
         });
     let replay = format!("cargo xtask chaos --minutes {minutes} --seed {seed:#x}");
-    chaos(seed, replay, |netns| faults::soak(seed, minutes, NODES, netns));
+    chaos(seed, replay, |netns| {
+        faults::soak(seed, minutes, NODES, netns)
+    });
 }
 
 /// A seed in decimal or `0x` hex.

@@ -92,7 +92,11 @@ pub fn winner<'a>(stamps: impl IntoIterator<Item = &'a Stamp>) -> Option<&'a Sta
 pub fn check(history: &History) -> Figures {
     let mut figures = Figures {
         requests: history.events.len(),
-        failed: history.events.iter().filter(|e| e.class != Class::Ok).count(),
+        failed: history
+            .events
+            .iter()
+            .filter(|e| e.class != Class::Ok)
+            .count(),
         ..Figures::default()
     };
     let windows = recoveries(history, &mut figures);
@@ -118,10 +122,7 @@ struct Window {
 fn recoveries(history: &History, figures: &mut Figures) -> Vec<Window> {
     let mut windows = Vec::new();
     for (i, fault) in history.faults.iter().enumerate() {
-        let next = history
-            .faults
-            .get(i + 1)
-            .map_or(history.end, |f| f.start);
+        let next = history.faults.get(i + 1).map_or(history.end, |f| f.start);
         for node in 0..history.nodes as u8 {
             for app in 0..APPS.len() as u8 {
                 let after: Vec<&Event> = history
@@ -176,7 +177,10 @@ fn windowed(history: &History, windows: &[Window], figures: &mut Figures) {
     let mut examples = Vec::new();
     for event in &history.events {
         let inside = windows.iter().find(|w| {
-            w.node == event.node && w.app == event.app && event.end >= w.start && event.start <= w.end
+            w.node == event.node
+                && w.app == event.app
+                && event.end >= w.start
+                && event.start <= w.end
         });
         if let Some(window) = inside {
             let share = figures
@@ -231,7 +235,10 @@ fn windowed(history: &History, windows: &[Window], figures: &mut Figures) {
 /// Whether `node` was frozen at some point of `[start, end]`.
 fn frozen(history: &History, node: u8, start: u32, end: u32) -> bool {
     history.faults.iter().any(|f| {
-        f.kind == Kind::Freeze && f.nodes.contains(&(node as usize)) && end >= f.start && start <= f.heal
+        f.kind == Kind::Freeze
+            && f.nodes.contains(&(node as usize))
+            && end >= f.start
+            && start <= f.heal
     })
 }
 
@@ -379,11 +386,15 @@ fn judge<'a>(ops: &[&'a Op], held: Option<&Stamp>) -> Result<usize, Lost<'a>> {
     };
     let Some(best) = winner(acked.iter().map(|(_, s)| *s)) else {
         return match held {
-            Some(h) if !unknown(Some(&h.1)) => Err((format!("holds {h:?}, never acknowledged"), vec![])),
+            Some(h) if !unknown(Some(&h.1)) => {
+                Err((format!("holds {h:?}, never acknowledged"), vec![]))
+            }
             _ => Ok(0),
         };
     };
-    let removed = acked.iter().any(|(op, s)| *s == best && op.kind == OpKind::Remove);
+    let removed = acked
+        .iter()
+        .any(|(op, s)| *s == best && op.kind == OpKind::Remove);
     let superseded = acked.len() - 1;
     match held {
         Some(h) if h == best && !removed => Ok(superseded),
@@ -391,8 +402,15 @@ fn judge<'a>(ops: &[&'a Op], held: Option<&Stamp>) -> Result<usize, Lost<'a>> {
         Some(h) if h > best && unknown(Some(&h.1)) => Ok(acked.len()),
         None if unknown(None) => Ok(acked.len()),
         Some(h) => {
-            let lost = acked.iter().filter(|(_, s)| *s > h).map(|(op, _)| *op).collect();
-            Err((format!("holds {h:?}, but the rule picks {best:?} (removed: {removed})"), lost))
+            let lost = acked
+                .iter()
+                .filter(|(_, s)| *s > h)
+                .map(|(op, _)| *op)
+                .collect();
+            Err((
+                format!("holds {h:?}, but the rule picks {best:?} (removed: {removed})"),
+                lost,
+            ))
         }
         None => {
             let last_removal = acked
@@ -405,7 +423,10 @@ fn judge<'a>(ops: &[&'a Op], held: Option<&Stamp>) -> Result<usize, Lost<'a>> {
                 .filter(|(op, s)| op.kind != OpKind::Remove && Some(*s) > last_removal)
                 .map(|(op, _)| *op)
                 .collect();
-            Err((format!("absent, but the rule picks the deploy {best:?}"), lost))
+            Err((
+                format!("absent, but the rule picks the deploy {best:?}"),
+                lost,
+            ))
         }
     }
 }
@@ -419,18 +440,28 @@ fn median(values: &mut [f64]) -> f64 {
 fn resources(history: &History, figures: &mut Figures) {
     let mut runs: BTreeMap<(u8, u16), Vec<&Sample>> = BTreeMap::new();
     for sample in &history.samples {
-        runs.entry((sample.node, sample.incarnation)).or_default().push(sample);
+        runs.entry((sample.node, sample.incarnation))
+            .or_default()
+            .push(sample);
     }
     for ((node, incarnation), samples) in runs {
         let first_at = samples[0].at;
-        let warm: Vec<&Sample> = samples.into_iter().filter(|s| s.at >= first_at + WARM_UP_MS).collect();
+        let warm: Vec<&Sample> = samples
+            .into_iter()
+            .filter(|s| s.at >= first_at + WARM_UP_MS)
+            .collect();
         if warm.len() < 8 {
             continue;
         }
         let quarter = warm.len() / 4;
         let mib = |s: &&Sample| s.rss_kib as f64 / 1024.0;
         let first = median(&mut warm[..quarter].iter().map(mib).collect::<Vec<_>>());
-        let last = median(&mut warm[warm.len() - quarter..].iter().map(mib).collect::<Vec<_>>());
+        let last = median(
+            &mut warm[warm.len() - quarter..]
+                .iter()
+                .map(mib)
+                .collect::<Vec<_>>(),
+        );
         let fds_first = warm[0].fds;
         let fds_max = warm.iter().map(|s| s.fds).max().unwrap_or(0);
         let slope = slope(&warm);
@@ -441,9 +472,9 @@ fn resources(history: &History, figures: &mut Figures) {
                 .push(format!("{name}: RSS grew from {first:.1} to {last:.1} MiB"));
         }
         if fds_max > fds_first + 32 {
-            figures
-                .violations
-                .push(format!("{name}: descriptors grew from {fds_first} to {fds_max}"));
+            figures.violations.push(format!(
+                "{name}: descriptors grew from {fds_first} to {fds_max}"
+            ));
         }
         let span_min = f64::from(warm[warm.len() - 1].at - warm[0].at) / 60_000.0;
         if span_min >= 5.0 && slope > 1.0 {

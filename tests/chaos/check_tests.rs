@@ -81,7 +81,9 @@ fn an_error_outside_a_fault_window_is_a_violation() {
 
 #[test]
 fn errors_inside_a_window_count_for_their_kind_and_recovery_is_measured() {
-    let gaps: Vec<Event> = (10..16).map(|i| failed(0, 0, i * 100, Class::Conn)).collect();
+    let gaps: Vec<Event> = (10..16)
+        .map(|i| failed(0, 0, i * 100, Class::Conn))
+        .collect();
     let mut h = history(5_000, &gaps);
     h.faults.push(Fault {
         kind: Kind::Kill9,
@@ -100,7 +102,8 @@ fn errors_inside_a_window_count_for_their_kind_and_recovery_is_measured() {
 #[test]
 fn a_503_right_after_a_deploy_is_a_deploy_spread_503() {
     let mut h = history(20_000, &[failed(0, 2, 9_000, Class::NoHolder)]);
-    h.ops.push(op(0, OpKind::Deploy, "c0", 8_500, Some((1, "n0"))));
+    h.ops
+        .push(op(0, OpKind::Deploy, "c0", 8_500, Some((1, "n0"))));
     h.finals[0].push(("c0".into(), 1, "n0".into()));
     let figures = check(&h);
     assert_eq!((figures.spread_503, figures.outside), (1, 0));
@@ -138,13 +141,18 @@ fn a_503_without_retry_after_is_a_violation() {
         heal: 2_500,
     });
     let figures = check(&h);
-    assert!(figures.violations.iter().any(|v| v.contains("Retry-After")), "{:?}", figures.violations);
+    assert!(
+        figures.violations.iter().any(|v| v.contains("Retry-After")),
+        "{:?}",
+        figures.violations
+    );
 }
 
 #[test]
 fn a_lost_acknowledged_deploy_is_found() {
     let mut h = history(5_000, &[]);
-    h.ops.push(op(0, OpKind::Redeploy, "r1", 100, Some((2, "n0"))));
+    h.ops
+        .push(op(0, OpKind::Redeploy, "r1", 100, Some((2, "n0"))));
     let figures = check(&h);
     assert_eq!(figures.lost, 1);
     assert!(figures.violations.iter().any(|v| v.contains("rule picks")));
@@ -153,7 +161,8 @@ fn a_lost_acknowledged_deploy_is_found() {
 #[test]
 fn a_lost_removal_is_found_and_a_kept_one_is_not() {
     let mut h = history(5_000, &[]);
-    h.ops.push(op(0, OpKind::Remove, "r1", 100, Some((2, "n0"))));
+    h.ops
+        .push(op(0, OpKind::Remove, "r1", 100, Some((2, "n0"))));
     assert_eq!(check(&h).lost, 1);
     h.finals[0].clear();
     let figures = check(&h);
@@ -164,8 +173,10 @@ fn a_lost_removal_is_found_and_a_kept_one_is_not() {
 #[test]
 fn a_split_brain_ack_with_the_lower_origin_is_superseded_not_lost() {
     let mut h = history(5_000, &[]);
-    h.ops.push(op(3, OpKind::Deploy, "split", 100, Some((1, "n3"))));
-    h.ops.push(op(1, OpKind::Deploy, "split", 100, Some((1, "n1"))));
+    h.ops
+        .push(op(3, OpKind::Deploy, "split", 100, Some((1, "n3"))));
+    h.ops
+        .push(op(1, OpKind::Deploy, "split", 100, Some((1, "n1"))));
     h.finals[0].push(("split".into(), 1, "n3".into()));
     h.finals[0].sort();
     let figures = check(&h);
@@ -173,7 +184,11 @@ fn a_split_brain_ack_with_the_lower_origin_is_superseded_not_lost() {
     assert_eq!((figures.lost, figures.superseded), (0, 1));
     // The rule compares origins as strings: `n3` beats `n1`, and the
     // version beats both.
-    let (a, b, c) = ((1, "n1".to_string()), (1, "n3".to_string()), (2, "n0".to_string()));
+    let (a, b, c) = (
+        (1, "n1".to_string()),
+        (1, "n3".to_string()),
+        (2, "n0".to_string()),
+    );
     assert_eq!(winner([&a, &b]), Some(&b));
     assert_eq!(winner([&a, &b, &c]), Some(&c));
     // Had the lower origin been kept, the higher one's ack would be lost.
@@ -206,7 +221,11 @@ fn growing_memory_is_a_violation() {
         })
         .collect();
     let figures = check(&h);
-    assert!(figures.violations.iter().any(|v| v.contains("RSS grew")), "{:?}", figures.violations);
+    assert!(
+        figures.violations.iter().any(|v| v.contains("RSS grew")),
+        "{:?}",
+        figures.violations
+    );
     for s in &mut h.samples {
         s.rss_kib = 50 << 10;
     }

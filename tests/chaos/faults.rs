@@ -108,10 +108,31 @@ impl Rng {
 
 fn step(rng: &mut Rng, kind: Kind, n: usize, soak: bool) -> Step {
     let (count, hold_ms) = match kind {
-        Kind::Kill9 => (1, if soak { rng.between(1_000, 5_000) } else { 2_000 }),
-        Kind::Freeze => (1, if soak { rng.between(4_000, 8_000) } else { 5_000 }),
+        Kind::Kill9 => (
+            1,
+            if soak {
+                rng.between(1_000, 5_000)
+            } else {
+                2_000
+            },
+        ),
+        Kind::Freeze => (
+            1,
+            if soak {
+                rng.between(4_000, 8_000)
+            } else {
+                5_000
+            },
+        ),
         Kind::Partition => (2, 20_000),
-        Kind::Isolate => (1, if soak { rng.between(5_000, 15_000) } else { 8_000 }),
+        Kind::Isolate => (
+            1,
+            if soak {
+                rng.between(5_000, 15_000)
+            } else {
+                8_000
+            },
+        ),
         Kind::Wipe => (1, 1_000),
         Kind::SplitBrain => (2, 6_000),
     };

@@ -58,7 +58,8 @@ fn json(run: &Run, f: &Figures) -> serde_json::Value {
         .iter()
         .map(|(kind, ms)| {
             let (median, max) = median_max(ms);
-            let value = serde_json::json!({ "median_ms": median, "max_ms": max, "samples": ms.len() });
+            let value =
+                serde_json::json!({ "median_ms": median, "max_ms": max, "samples": ms.len() });
             (kind.label().to_string(), value)
         })
         .collect();
@@ -103,7 +104,11 @@ fn markdown(run: &Run, h: &History, f: &Figures) -> String {
     let _ = writeln!(md, "# Chaos run {:#x} ({})\n", run.seed, run.mode);
     let _ = writeln!(md, "Replay: `{}`", run.replay);
     if !run.skipped.is_empty() {
-        let _ = writeln!(md, "\nSkipped without namespaces: {}", run.skipped.join(", "));
+        let _ = writeln!(
+            md,
+            "\nSkipped without namespaces: {}",
+            run.skipped.join(", ")
+        );
     }
     let _ = writeln!(
         md,
@@ -129,19 +134,33 @@ fn markdown(run: &Run, h: &History, f: &Figures) -> String {
     let _ = writeln!(
         md,
         "\nChanges acknowledged: {} ({} during faults); lost: {} ({} during faults); superseded by the rule: {}; unanswered: {}; refused: {}.",
-        f.acked, f.acked_during_faults, f.lost, f.lost_during_faults, f.superseded, f.indeterminate, f.refused
+        f.acked,
+        f.acked_during_faults,
+        f.lost,
+        f.lost_during_faults,
+        f.superseded,
+        f.indeterminate,
+        f.refused
     );
     let _ = writeln!(
         md,
         "Failed outside fault windows: {}; deploy-spread 503s: {}; hung: {}; hop-guard 503s: {}.",
         f.outside, f.spread_503, f.hung, f.moved
     );
-    md.push_str("\n| process | RSS first / last quarter | slope | fds first / max |\n|---|---|---|---|\n");
+    md.push_str(
+        "\n| process | RSS first / last quarter | slope | fds first / max |\n|---|---|---|---|\n",
+    );
     for r in &f.resources {
         let _ = writeln!(
             md,
             "| n{} #{} | {:.1} / {:.1} MiB | {:.2} MiB/min | {} / {} |",
-            r.node, r.incarnation, r.rss_first_mib, r.rss_last_mib, r.rss_slope_mib_per_min, r.fds_first, r.fds_max
+            r.node,
+            r.incarnation,
+            r.rss_first_mib,
+            r.rss_last_mib,
+            r.rss_slope_mib_per_min,
+            r.fds_first,
+            r.fds_max
         );
     }
     md.push_str("\n## Violations\n\n");
@@ -166,7 +185,10 @@ fn timeline(h: &History) -> String {
     let (width, height) = (LEFT + seconds * CELL + 20, TOP + rows * ROW + 40);
     let mut cells = vec![(0u32, 0u32); rows * seconds];
     for e in &h.events {
-        let (row, col) = (e.node as usize * APPS.len() + e.app as usize, (e.start / 1000) as usize);
+        let (row, col) = (
+            e.node as usize * APPS.len() + e.app as usize,
+            (e.start / 1000) as usize,
+        );
         let cell = &mut cells[row * seconds + col.min(seconds - 1)];
         cell.0 += 1;
         cell.1 += u32::from(e.class != Class::Ok);
@@ -209,7 +231,11 @@ fn timeline(h: &History) -> String {
     }
     for op in &h.ops {
         let x = LEFT + (op.end / 1000) as usize * CELL + CELL / 2;
-        let colour = if matches!(op.outcome, Outcome::Acked(_)) { "black" } else { "#c00000" };
+        let colour = if matches!(op.outcome, Outcome::Acked(_)) {
+            "black"
+        } else {
+            "#c00000"
+        };
         let _ = writeln!(
             svg,
             "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"{colour}\"><title>{} {} on n{}: {:?}</title></line>",

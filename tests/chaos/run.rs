@@ -47,6 +47,9 @@ pub enum Outcome {
     Indeterminate,
 }
 
+/// A node's apps: (name, version, origin), sorted.
+pub type Apps = Vec<(String, u64, String)>;
+
 /// One deploy, redeploy or removal.
 #[derive(Debug, Clone)]
 pub struct Op {
@@ -86,7 +89,10 @@ fn spec(name: &str, sha256: &str, replicas: serde_json::Value) -> Vec<u8> {
 /// The stamp in an admin reply: `version` and `origin`.
 fn stamp(body: &str) -> Option<(u64, String)> {
     let view: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((view["version"].as_u64()?, view["origin"].as_str()?.to_string()))
+    Some((
+        view["version"].as_u64()?,
+        view["origin"].as_str()?.to_string(),
+    ))
 }
 
 impl<'a> Runner<'a> {
@@ -173,7 +179,14 @@ impl<'a> Runner<'a> {
         self.record(start, k, OpKind::Remove, name, outcome)
     }
 
-    fn record(&mut self, start: u32, k: usize, kind: OpKind, name: &str, outcome: Outcome) -> Outcome {
+    fn record(
+        &mut self,
+        start: u32,
+        k: usize,
+        kind: OpKind,
+        name: &str,
+        outcome: Outcome,
+    ) -> Outcome {
         let end = self.clock.now();
         eprintln!(
             "chaos: {:>6} ms {} {name} on n{k}: {outcome:?}",
@@ -214,7 +227,10 @@ impl<'a> Runner<'a> {
             serde_json::json!("all"),
         ]) {
             let outcome = self.deploy(0, app, replicas);
-            assert!(matches!(outcome, Outcome::Acked(Some(_))), "{app}: {outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Acked(Some(_))),
+                "{app}: {outcome:?}"
+            );
         }
         let since = self.clock.now();
         self.settle(streaks, since, Duration::from_secs(60));
@@ -249,7 +265,11 @@ impl<'a> Runner<'a> {
         self.churn(k);
         std::thread::sleep(half);
         let start = self.clock.now();
-        eprintln!("chaos: {start:>6} ms {} on {:?}", step.kind.label(), step.nodes);
+        eprintln!(
+            "chaos: {start:>6} ms {} on {:?}",
+            step.kind.label(),
+            step.nodes
+        );
         self.inject(step);
         let heal = self.clock.now();
         self.faults.push(Fault {
@@ -290,7 +310,10 @@ impl<'a> Runner<'a> {
     }
 
     fn net(&self) -> &crate::net::Net {
-        self.cluster.net.as_ref().expect("link faults need namespaces")
+        self.cluster
+            .net
+            .as_ref()
+            .expect("link faults need namespaces")
     }
 
     /// A partition or an isolation, with a change on each side.
@@ -353,7 +376,7 @@ impl<'a> Runner<'a> {
 
     /// Every node's apps (name, version, origin), once all nodes agree or
     /// after `bound`; whether they agreed.
-    pub fn converge(&self, bound: Duration) -> (Vec<Vec<(String, u64, String)>>, bool) {
+    pub fn converge(&self, bound: Duration) -> (Vec<Apps>, bool) {
         let started = Instant::now();
         loop {
             let finals: Vec<_> = (0..self.cluster.len()).map(|k| self.apps(k)).collect();
@@ -365,7 +388,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn apps(&self, k: usize) -> Vec<(String, u64, String)> {
+    fn apps(&self, k: usize) -> Apps {
         let call = Call::get("/v1/apps", ADMIN_TIMEOUT);
         let Ok((200, body)) = self.cluster.admin(k, &call) else {
             return Vec::new();
