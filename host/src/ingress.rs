@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
-use crate::mesh::forward::Forwarder;
+use crate::mesh::forward::{Forwarder, HOP_HEADER};
 use crate::metrics::Metrics;
-use crate::respond::plain;
+use crate::respond::{plain, retry_later};
 use crate::routes::{Resolve, Target};
 use crate::shutdown::Shutdown;
 use crate::tls::ServerTls;
@@ -106,6 +106,17 @@ async fn handle(
 ) -> Response<Body> {
     let host = request_host(&request, local);
     let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
+        if request.headers().contains_key(HOP_HEADER) {
+            // A peer forwarded it here, so the peer believes this node
+            // serves it: this node has not learned the app yet (it was
+            // just restarted or replaced at the holder's address) or the
+            // peer has not learned its removal. Either settles within a
+            // pull; a 404 would tell the client the app does not exist.
+            return retry_later(format!(
+                "no app is routed at {} on this node yet, though a peer forwarded the request here; retry shortly\n",
+                request.uri().path()
+            ));
+        }
         return plain(
             StatusCode::NOT_FOUND,
             format!("no app is routed at {}\n", request.uri().path()),

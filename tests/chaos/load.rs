@@ -233,6 +233,9 @@ fn one(agent: &ureq::Agent, url: &str) -> (u16, Class, bool) {
         504 => Class::GatewayTimeout,
         _ => Class::Other,
     };
+    if class == Class::Other {
+        eprintln!("chaos: {url} answered {status}: {}", body.trim_end());
+    }
     (status, class, retry_after)
 }
 
