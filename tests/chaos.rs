@@ -119,6 +119,7 @@ fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
     let end = clock.now();
     let (events, samples) = load.finish();
     let (finals, agreed) = runner.converge(Duration::from_secs(30));
+    let forwarded = runner.forwarded();
     let history = History {
         nodes: NODES,
         events: events.into_iter().filter(|e| e.start >= ready).collect(),
@@ -127,6 +128,7 @@ fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
         samples,
         finals,
         end,
+        forwarded,
     };
     let mut figures = check::check(&history);
     if !agreed {

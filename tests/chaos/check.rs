@@ -33,6 +33,8 @@ pub struct History {
     pub finals: Vec<Vec<(String, u64, String)>>,
     /// When the load stopped.
     pub end: u32,
+    /// Requests the nodes forwarded (counted by their last processes).
+    pub forwarded: u64,
 }
 
 /// Requests inside one kind of fault's windows.
@@ -41,6 +43,9 @@ pub struct Share {
     pub faults: usize,
     pub requests: usize,
     pub failed: usize,
+    /// Of those, the requests to nodes the fault did not hit.
+    pub requests_elsewhere: usize,
+    pub failed_elsewhere: usize,
     pub by_class: BTreeMap<&'static str, usize>,
 }
 
@@ -78,6 +83,7 @@ pub struct Figures {
     pub refused: usize,
     pub hung: usize,
     pub moved: usize,
+    pub forwarded: u64,
     pub resources: Vec<Resources>,
     pub violations: Vec<String>,
 }
@@ -183,13 +189,14 @@ fn windowed(history: &History, windows: &[Window], figures: &mut Figures) {
                 && event.start <= w.end
         });
         if let Some(window) = inside {
-            let share = figures
-                .shares
-                .entry(history.faults[window.fault].kind)
-                .or_default();
+            let fault = &history.faults[window.fault];
+            let elsewhere = !fault.nodes.contains(&(event.node as usize));
+            let share = figures.shares.entry(fault.kind).or_default();
             share.requests += 1;
+            share.requests_elsewhere += usize::from(elsewhere);
             if event.class != Class::Ok {
                 share.failed += 1;
+                share.failed_elsewhere += usize::from(elsewhere);
                 *share.by_class.entry(event.class.label()).or_default() += 1;
             }
             continue;
@@ -281,6 +288,16 @@ fn bounded(history: &History, figures: &mut Figures) {
                 e.end - e.start
             ));
         }
+    }
+    figures.forwarded = history.forwarded;
+    let hops = crate::load::MAX_HOPS * history.events.len() as u64;
+    if history.forwarded > hops {
+        figures.violations.push(format!(
+            "{} requests forwarded for {} sent: more than {} hops each, a loop",
+            history.forwarded,
+            history.events.len(),
+            crate::load::MAX_HOPS
+        ));
     }
     if figures.hung > 0 {
         figures.violations.push(format!(

@@ -62,6 +62,7 @@ fn history(end: u32, gaps: &[Event]) -> History {
         samples: Vec::new(),
         finals: vec![vec![("r1".into(), 1, "n0".into())]],
         end,
+        forwarded: 0,
     }
 }
 
@@ -230,4 +231,13 @@ fn growing_memory_is_a_violation() {
         s.rss_kib = 50 << 10;
     }
     assert!(check(&h).violations.is_empty());
+}
+
+#[test]
+fn more_forwards_than_hops_allow_is_a_loop() {
+    let mut h = history(1_000, &[]);
+    h.forwarded = 2 * h.events.len() as u64;
+    assert!(check(&h).violations.is_empty());
+    h.forwarded += 1;
+    assert!(check(&h).violations.iter().any(|v| v.contains("a loop")));
 }

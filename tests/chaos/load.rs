@@ -19,6 +19,8 @@ pub const APPS: [&str; 3] = ["r1", "r2", "rall"];
 const INTERVAL: Duration = Duration::from_millis(100);
 /// An app's deadline in this suite (its spec's `timeout_ms`).
 pub const DEADLINE_MS: u32 = 2_000;
+/// The most times a request is forwarded (`mesh::forward::MAX_HOPS`).
+pub const MAX_HOPS: u64 = 2;
 /// The default forward grace.
 pub const GRACE_MS: u32 = 2_000;
 /// Longer than any bounded answer (deadline + grace + 5 s): past it a

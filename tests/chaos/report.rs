@@ -69,7 +69,10 @@ fn json(run: &Run, f: &Figures) -> serde_json::Value {
         .map(|(kind, s)| {
             let value = serde_json::json!({
                 "faults": s.faults, "requests": s.requests, "failed": s.failed,
-                "failed_share": s.failed as f64 / s.requests.max(1) as f64, "by_class": s.by_class,
+                "failed_share": s.failed as f64 / s.requests.max(1) as f64,
+                "requests_to_other_nodes": s.requests_elsewhere, "failed_on_other_nodes": s.failed_elsewhere,
+                "failed_share_on_other_nodes": s.failed_elsewhere as f64 / s.requests_elsewhere.max(1) as f64,
+                "by_class": s.by_class,
             });
             (kind.label().to_string(), value)
         })
@@ -94,7 +97,7 @@ fn json(run: &Run, f: &Figures) -> serde_json::Value {
         "acknowledged": f.acked, "acknowledged_during_faults": f.acked_during_faults,
         "lost": f.lost, "lost_during_faults": f.lost_during_faults,
         "superseded": f.superseded, "indeterminate": f.indeterminate, "refused": f.refused,
-        "hung": f.hung, "moved_503s": f.moved, "resources": resources,
+        "hung": f.hung, "moved_503s": f.moved, "forwarded": f.forwarded, "resources": resources,
         "violations": f.violations,
     })
 }
@@ -118,17 +121,20 @@ fn markdown(run: &Run, h: &History, f: &Figures) -> String {
         h.faults.len(),
         h.ops.len()
     );
-    md.push_str("| fault | count | recovery median | recovery max | requests in windows | failed | share |\n|---|---|---|---|---|---|---|\n");
+    md.push_str("| fault | count | recovery median | recovery max | requests in windows | failed | share | share on nodes not hit |\n|---|---|---|---|---|---|---|---|\n");
     for (kind, share) in &f.shares {
         let (median, max) = median_max(f.recovery.get(kind).map_or(&[][..], |v| v));
         let _ = writeln!(
             md,
-            "| {} | {} | {median} ms | {max} ms | {} | {} | {:.1}% |",
+            "| {} | {} | {median} ms | {max} ms | {} | {} | {:.1}% | {:.2}% ({}/{}) |",
             kind.label(),
             share.faults,
             share.requests,
             share.failed,
-            100.0 * share.failed as f64 / share.requests.max(1) as f64
+            100.0 * share.failed as f64 / share.requests.max(1) as f64,
+            100.0 * share.failed_elsewhere as f64 / share.requests_elsewhere.max(1) as f64,
+            share.failed_elsewhere,
+            share.requests_elsewhere
         );
     }
     let _ = writeln!(
@@ -144,8 +150,8 @@ fn markdown(run: &Run, h: &History, f: &Figures) -> String {
     );
     let _ = writeln!(
         md,
-        "Failed outside fault windows: {}; deploy-spread 503s: {}; hung: {}; hop-guard 503s: {}.",
-        f.outside, f.spread_503, f.hung, f.moved
+        "Failed outside fault windows: {}; deploy-spread 503s: {}; hung: {}; hop-guard 503s: {}; forwarded: {} (at most 2 per request).",
+        f.outside, f.spread_503, f.hung, f.moved, f.forwarded
     );
     md.push_str(
         "\n| process | RSS first / last quarter | slope | fds first / max |\n|---|---|---|---|\n",

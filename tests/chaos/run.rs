@@ -388,6 +388,23 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Requests forwarded successfully, summed over the nodes' current
+    /// processes (`shoal_forwarded_requests_total{outcome="ok"}`).
+    pub fn forwarded(&self) -> u64 {
+        let call = Call::get("/metrics", ADMIN_TIMEOUT);
+        (0..self.cluster.len())
+            .filter_map(|k| self.cluster.admin(k, &call).ok())
+            .flat_map(|(_, text)| {
+                text.lines()
+                    .filter(|l| {
+                        l.starts_with("shoal_forwarded_requests") && l.contains("outcome=\"ok\"")
+                    })
+                    .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
     fn apps(&self, k: usize) -> Apps {
         let call = Call::get("/v1/apps", ADMIN_TIMEOUT);
         let Ok((200, body)) = self.cluster.admin(k, &call) else {
