@@ -269,3 +269,38 @@ fn a_forwarded_request_for_an_app_not_learned_yet_is_retried_not_404() {
     );
     assert_eq!(host.get("/r2").status, 404);
 }
+
+/// The sweep removes the namespaces a dead run left (its pid is gone) and
+/// keeps those of a live one.
+#[test]
+fn the_sweep_removes_what_a_dead_run_left() {
+    // Above the kernel's largest pid (2^22), so never a live process.
+    let dead = "shc-4194305-n0";
+    let add = std::process::Command::new("ip")
+        .args(["netns", "add", dead])
+        .output();
+    if !add.is_ok_and(|o| o.status.success()) {
+        eprintln!("chaos: network namespaces unavailable; nothing to sweep");
+        return;
+    }
+    let alive = format!("shc-{}-sweep", std::process::id());
+    let listed = || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::process::Command::new("ip")
+        .args(["netns", "add", &alive])
+        .status()
+        .unwrap();
+    net::sweep();
+    let after = listed();
+    std::process::Command::new("ip")
+        .args(["netns", "del", &alive])
+        .status()
+        .unwrap();
+    assert!(!after.contains(dead), "{after}");
+    assert!(after.contains(&alive), "{after}");
+}
