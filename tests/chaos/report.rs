@@ -1,4 +1,5 @@
-//! The report of a run, under `target/chaos/<seed>/`: `timeline.svg`
+//! The report of a run, under `target/chaos/<seed>/` (`<seed>-loopback/`
+//! without namespaces): `timeline.svg`
 //! (successes and failures per node and app per second, faults shaded and
 //! labelled, changes ticked), `report.json` and `report.md` (the figures),
 //! and `history.csv` (every request).
@@ -18,17 +19,22 @@ pub struct Run {
     pub replay: String,
 }
 
-/// `target/chaos/<seed>` of the workspace.
-pub fn dir(seed: u64) -> PathBuf {
+/// `target/chaos/<seed>` of the workspace (`<seed>-loopback` without
+/// namespaces).
+pub fn dir(seed: u64, mode: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("chaos").join(format!("{seed:#x}"))
+    let name = match mode {
+        "netns" => format!("{seed:#x}"),
+        other => format!("{seed:#x}-{other}"),
+    };
+    target.join("chaos").join(name)
 }
 
 /// Writes every file; returns the directory.
 pub fn write(run: &Run, history: &History, figures: &Figures) -> PathBuf {
-    let dir = dir(run.seed);
+    let dir = dir(run.seed, run.mode);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("timeline.svg"), timeline(history)).unwrap();
     let json = serde_json::to_string_pretty(&json(run, figures)).unwrap();
