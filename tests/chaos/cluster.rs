@@ -198,8 +198,8 @@ impl Cluster {
         self.procs[k].as_ref().expect("node is down").signal(signal);
     }
 
-    /// Node `k`'s admin API, from a thread inside its namespace; `None`
-    /// if the exchange failed (down, frozen, cut off).
+    /// Node `k`'s admin API, from a thread inside its namespace: the status
+    /// and body, or why the exchange failed (down, frozen, cut off).
     pub fn admin(&self, k: usize, call: &Call) -> Result<(u16, String), String> {
         let place = &self.places[k];
         let base = match &place.ns {
