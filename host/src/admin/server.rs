@@ -139,10 +139,7 @@ async fn route(
         }
         (&Method::DELETE, ["v1", "apps", name]) => {
             node.remove(name).await?;
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "removed": name }),
-            ))
+            Ok(json(StatusCode::OK, &removed(node, name)))
         }
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
             let follow = request
@@ -156,6 +153,22 @@ async fn route(
             format!("no admin route {method} {path}; see docs/admin-api.md"),
         )),
     }
+}
+
+/// What a removal answers: the name, and the stamp of the removal this
+/// node just recorded, so a client can order it against concurrent
+/// deploys. A change merged from a peer in between may already have
+/// superseded it: then `version` and `origin` are `null`.
+fn removed(node: &Node, name: &str) -> serde_json::Value {
+    let desired = node.desired();
+    let ours = desired
+        .get(name)
+        .filter(|r| r.spec.is_none() && r.origin == node.mesh.me);
+    serde_json::json!({
+        "removed": name,
+        "version": ours.map(|r| r.version),
+        "origin": ours.map(|r| r.origin.as_str()),
+    })
 }
 
 fn metrics(node: &Node) -> Response<AdminBody> {
