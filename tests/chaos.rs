@@ -15,12 +15,10 @@
 //! faults that need no links cut; `SHOAL_CHAOS_NETNS=require` fails
 //! instead, `=off` forces loopback. Until the deploy-time 503 of
 //! docs/plans/chaos.md Part 2 is fixed, `SHOAL_CHAOS_SPREAD_503=allow`
-//! reports those 503s without failing on them. The suite found that a
-//! node restarted on its old gossip address gossips to its own dead
-//! incarnation and then refuses every datagram sealed for it (it never
-//! learns another change); every short run restarts two nodes, so it fails
-//! until that is fixed, and `SHOAL_CHAOS_WORKAROUND=new-gossip-port` (a
-//! restarted node gossips on a new port) hides it. Every run writes
+//! reports those 503s without failing on them. A node restarted on its old gossip address
+//! once gossiped to its own dead incarnation and then refused every
+//! datagram sealed for it (fixed in `mesh/transport/socket.rs`); every
+//! short run restarts two nodes on their old addresses, so it guards that. Every run writes
 //! `target/chaos/<seed>/` (timeline.svg, report.md, report.json,
 //! history.csv). Set `SHOAL_BIN` to run it against another binary.
 

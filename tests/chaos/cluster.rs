@@ -44,16 +44,6 @@ pub struct Cluster {
     _root: tempfile::TempDir,
 }
 
-/// Whether a restarted node gets a gossip port of its own
-/// (`SHOAL_CHAOS_WORKAROUND=new-gossip-port`). That hides a bug this suite
-/// found: a node restarted on its old gossip address sends Syns to its dead
-/// incarnation, i.e. to itself, and the replay guard then refuses every
-/// datagram sealed for that address (`mesh/transport/replay.rs`), so it
-/// never learns another change.
-fn new_gossip_port() -> bool {
-    std::env::var("SHOAL_CHAOS_WORKAROUND").is_ok_and(|v| v == "new-gossip-port")
-}
-
 fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -126,15 +116,6 @@ impl Cluster {
 
     /// Starts node `k` (joining every other node) and waits until it serves.
     pub fn start(&mut self, k: usize) {
-        if self.incarnations[k] > 0 && new_gossip_port() {
-            let place = &mut self.places[k];
-            let ip = place.gossip.rsplit_once(':').unwrap().0.to_string();
-            let port = match place.ns {
-                Some(_) => 7946 + self.incarnations[k],
-                None => free_udp(),
-            };
-            place.gossip = format!("{ip}:{port}");
-        }
         let place = &self.places[k];
         let mut command = match &place.ns {
             Some(ns) => {
