@@ -19,7 +19,7 @@ use super::reply::{AdminBody, body, error, json};
 use super::{peer, views};
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
-use crate::metrics::AppGauges;
+use crate::metrics::{AppGauges, KvGauges};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
@@ -168,7 +168,16 @@ fn metrics(node: &Node) -> Response<AdminBody> {
             queued: stats.queued,
         }
     });
-    let text = node.metrics.render(gauges);
+    let kv = node.kv.usage_by_app().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read key-value sizes for /metrics");
+        Vec::new()
+    });
+    let kv = kv.into_iter().map(|u| KvGauges {
+        app: u.app,
+        bytes: u.bytes,
+        keys: u.keys,
+    });
+    let text = node.metrics.render(gauges, kv);
     let mut response = body(StatusCode::OK, Bytes::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -9,6 +9,8 @@
 //! so an engine can log it, replay it and apply it deterministically.
 
 mod backend;
+#[doc(hidden)]
+pub mod conformance;
 mod memory;
 
 pub use backend::{
