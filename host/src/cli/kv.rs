@@ -16,21 +16,25 @@ use crate::units::format_size as size;
 pub(crate) struct Kv {
     #[command(subcommand)]
     verb: Verb,
-
-    #[command(flatten)]
-    admin: AdminFlags,
 }
 
 #[derive(Subcommand, Debug)]
 enum Verb {
     /// List an app's stores (with sizes), or the keys of one store.
-    Ls { app: String, store: Option<String> },
+    Ls {
+        app: String,
+        store: Option<String>,
+        #[command(flatten)]
+        admin: AdminFlags,
+    },
     /// Print a value (raw bytes) to stdout.
     Get {
         app: String,
         /// `[STORE] KEY`.
         #[arg(num_args = 1..=2, required = true, value_name = "[STORE] KEY")]
         rest: Vec<String>,
+        #[command(flatten)]
+        admin: AdminFlags,
     },
     /// Set a value: the text given, `@FILE` for a file's bytes, `-` for stdin.
     Set {
@@ -38,6 +42,8 @@ enum Verb {
         /// `[STORE] KEY VALUE|@FILE|-`.
         #[arg(num_args = 2..=3, required = true, value_name = "[STORE] KEY VALUE")]
         rest: Vec<String>,
+        #[command(flatten)]
+        admin: AdminFlags,
     },
     /// Delete a key.
     Rm {
@@ -45,6 +51,8 @@ enum Verb {
         /// `[STORE] KEY`.
         #[arg(num_args = 1..=2, required = true, value_name = "[STORE] KEY")]
         rest: Vec<String>,
+        #[command(flatten)]
+        admin: AdminFlags,
     },
 }
 
@@ -63,9 +71,16 @@ struct Page {
 
 impl Kv {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let client = self.admin.client()?;
+        let client = match &self.verb {
+            Verb::Ls { admin, .. }
+            | Verb::Get { admin, .. }
+            | Verb::Set { admin, .. }
+            | Verb::Rm { admin, .. } => admin.client()?,
+        };
         match self.verb {
-            Verb::Ls { app, store: None } => {
+            Verb::Ls {
+                app, store: None, ..
+            } => {
                 let stores: Vec<StoreRow> = client.get_json(&format!("/v1/kv/{}", encode(&app)))?;
                 if stores.is_empty() {
                     eprintln!("app `{app}` keeps no key-value data");
@@ -80,6 +95,7 @@ impl Kv {
             Verb::Ls {
                 app,
                 store: Some(store),
+                ..
             } => {
                 let base = format!("/v1/kv/{}/{}", encode(&app), encode(&store));
                 let mut cursor: Option<String> = None;
@@ -98,14 +114,14 @@ impl Kv {
                     }
                 }
             }
-            Verb::Get { app, rest } => {
+            Verb::Get { app, rest, .. } => {
                 let (store, key) = store_and_key(&rest);
                 match client.get_bytes(&key_path(&app, store, key))? {
                     Some(value) => std::io::stdout().write_all(&value)?,
                     None => bail!("no key `{key}` in store `{store}` of app `{app}`"),
                 }
             }
-            Verb::Set { app, rest } => {
+            Verb::Set { app, rest, .. } => {
                 let (value, rest) = rest.split_last().context("no value given")?;
                 let (store, key) = store_and_key(rest);
                 let bytes = read_value(value)?;
@@ -120,7 +136,7 @@ impl Kv {
                     size(bytes.len() as u64)
                 );
             }
-            Verb::Rm { app, rest } => {
+            Verb::Rm { app, rest, .. } => {
                 let (store, key) = store_and_key(&rest);
                 let _: serde_json::Value = client.send_json(
                     "DELETE",
