@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use shoal_test_support::{Reply, Shoal, agent, guests, run_to_exit_env, wait_until};
 
+#[path = "kv/run_state.rs"]
+mod run_state;
+
 fn bin() -> String {
     shoal_test_support::shoal_bin!()
 }
@@ -189,12 +192,19 @@ fn operators_read_and_fix_data_with_the_token_and_rm_keeps_it_until_purge() {
             "carts",
         ],
     );
-    host.cli_ok(&b, &["kv", "set", "shop", "greeting", "hello"]);
-    host.cli_ok(&b, &["kv", "set", "shop", "carts", "a/b c", "slashes"]);
-    let file = data.path().join("value.bin");
+    set_get_list_and_delete(&host, &b, data.path());
+    sizes_are_shown(&host, &b);
+    kv_calls_take_the_token(&host);
+    rm_keeps_the_data_until_purge(&host, &b);
+}
+
+fn set_get_list_and_delete(host: &Shoal, b: &str, data: &Path) {
+    host.cli_ok(b, &["kv", "set", "shop", "greeting", "hello"]);
+    host.cli_ok(b, &["kv", "set", "shop", "carts", "a/b c", "slashes"]);
+    let file = data.join("value.bin");
     std::fs::write(&file, [0u8, 1, 2, 255]).unwrap();
     host.cli_ok(
-        &b,
+        b,
         &[
             "kv",
             "set",
@@ -204,22 +214,24 @@ fn operators_read_and_fix_data_with_the_token_and_rm_keeps_it_until_purge() {
             &format!("@{}", file.display()),
         ],
     );
-    let (out, _) = host.cli_ok(&b, &["kv", "get", "shop", "greeting"]);
+    let (out, _) = host.cli_ok(b, &["kv", "get", "shop", "greeting"]);
     assert_eq!(out, "hello");
-    let (out, _) = host.cli_ok(&b, &["kv", "get", "shop", "carts", "a/b c"]);
+    let (out, _) = host.cli_ok(b, &["kv", "get", "shop", "carts", "a/b c"]);
     assert_eq!(out, "slashes", "a key with `/` and a space round-trips");
     let raw = host.admin_get("/v1/kv/shop/carts/a%2Fb%20c");
     assert_eq!((raw.status, raw.body.as_str()), (200, "slashes"));
-    let (out, _) = host.cli_ok(&b, &["kv", "ls", "shop"]);
+    let (out, _) = host.cli_ok(b, &["kv", "ls", "shop"]);
     assert!(out.contains("carts") && out.contains("default"), "{out}");
-    let (out, _) = host.cli_ok(&b, &["kv", "ls", "shop", "carts"]);
+    let (out, _) = host.cli_ok(b, &["kv", "ls", "shop", "carts"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["a/b c", "bin"]);
-    host.cli_ok(&b, &["kv", "rm", "shop", "carts", "bin"]);
-    let (status, _, err) = host.cli(&b, &["kv", "get", "shop", "carts", "bin"]);
+    host.cli_ok(b, &["kv", "rm", "shop", "carts", "bin"]);
+    let (status, _, err) = host.cli(b, &["kv", "get", "shop", "carts", "bin"]);
     assert!(!status.success() && err.contains("no key `bin`"), "{err}");
+}
 
-    // Sizes in `shoal ls`, the app's view and /metrics.
-    let (out, _) = host.cli_ok(&b, &["ls"]);
+/// Sizes in `shoal ls`, the app's view and /metrics.
+fn sizes_are_shown(host: &Shoal, b: &str) {
+    let (out, _) = host.cli_ok(b, &["ls"]);
     assert!(out.contains("KV") && out.contains("2 keys, 25 B"), "{out}");
     let view: serde_json::Value =
         serde_json::from_str(&host.admin_get("/v1/apps/shop").body).unwrap();
@@ -229,8 +241,10 @@ fn operators_read_and_fix_data_with_the_token_and_rm_keeps_it_until_purge() {
     );
     let text = host.admin_get("/metrics").body;
     assert_eq!(metric(&text, "shoal_kv_bytes{app=\"shop\"}"), 25.0);
+}
 
-    // Every /v1/kv call takes the token.
+/// Every /v1/kv call takes the token.
+fn kv_calls_take_the_token(host: &Shoal) {
     let url = format!("{}/v1/kv/shop/default/greeting", host.admin_url());
     assert_eq!(agent().get(&url).call().unwrap().status(), 401);
     let wrong = agent()
@@ -250,15 +264,17 @@ fn operators_read_and_fix_data_with_the_token_and_rm_keeps_it_until_purge() {
         200,
         "nothing was purged"
     );
+}
 
-    // `rm` keeps the data and says so; `rm --purge` deletes it, also later.
-    let (_, err) = host.cli_ok(&b, &["rm", "shop"]);
+/// `rm` keeps the data and says so; `rm --purge` deletes it, also later.
+fn rm_keeps_the_data_until_purge(host: &Shoal, b: &str) {
+    let (_, err) = host.cli_ok(b, &["rm", "shop"]);
     assert!(
         err.contains("is kept") && err.contains("shoal rm --purge shop") && err.contains("25 B"),
         "{err}"
     );
     assert_eq!(host.admin_get("/v1/kv/shop/default/greeting").body, "hello");
-    let (_, err) = host.cli_ok(&b, &["rm", "--purge", "shop"]);
+    let (_, err) = host.cli_ok(b, &["rm", "--purge", "shop"]);
     assert!(
         err.contains("deleted the key-value data of `shop` (2 stores, 2 keys"),
         "{err}"
@@ -324,7 +340,13 @@ fn limits_and_quotas_refuse_with_the_limit_named() {
         cursor.body
     );
     assert_eq!(host.get("/small/").status, 200, "the app keeps serving");
+}
 
+#[test]
+fn kv_apps_run_on_one_node_and_store_names_are_checked() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Shoal::host(&bin(), data.path(), &[]);
+    let b = bin();
     let (status, _, err) = host.cli(
         &b,
         &[
@@ -392,15 +414,48 @@ fn secrets_appear_in_no_view_log_or_error() {
     seen.insert("/v1/apps/sec", host.admin_get("/v1/apps/sec").body);
     seen.insert("/metrics", host.admin_get("/metrics").body);
     seen.insert("kv ls", host.cli_ok(&b, &["kv", "ls", "sec"]).0);
+    failing_calls_with_the_secret(&host, &secret, &marker, &mut seen);
+    // After a restart the secret is read back from the store, still unlogged.
+    let mut first = host;
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(20)).is_some());
+    seen.insert("host log (debug)", first.logs());
+    let again = debug_host(data.path());
+    wait_until(
+        Duration::from_secs(30),
+        "the app to be served again",
+        || again.get("/sec/").status == 200,
+    );
+    seen.insert("restarted host log (debug)", again.logs());
+    for (view, text) in &seen {
+        assert!(
+            !text.contains(&marker),
+            "the secret shows in {view}:\n{text}"
+        );
+    }
+    assert!(
+        seen["host log (debug)"].contains("DEBUG"),
+        "the host logged at debug"
+    );
+}
+
+/// Calls that fail while carrying the secret: a deploy the host refuses,
+/// a spec it cannot read, a literal `--secret`.
+fn failing_calls_with_the_secret(
+    host: &Shoal,
+    secret: &str,
+    marker: &str,
+    seen: &mut BTreeMap<&'static str, String>,
+) {
     let (status, out, err) = host.cli(
-        &b,
+        &bin(),
         &[
             "deploy",
             guests::HELLO,
             "--name",
             "sec",
             "--secret",
-            &secret,
+            secret,
             "--memory",
             "999GiB",
         ],
@@ -416,7 +471,7 @@ fn secrets_appear_in_no_view_log_or_error() {
     assert_eq!(bad_json.status, 400);
     seen.insert("bad spec", bad_json.body);
     let literal = run_to_exit_env(
-        &b,
+        &bin(),
         &[
             "deploy",
             guests::HELLO,
@@ -429,18 +484,6 @@ fn secrets_appear_in_no_view_log_or_error() {
         Duration::from_secs(30),
     );
     seen.insert("literal secret", format!("{}{}", literal.1, literal.2));
-    // Restart: the secret is read back from the store, and still not logged.
-    seen.insert("host log (debug)", host.logs());
-    for (view, text) in &seen {
-        assert!(
-            !text.contains(&marker),
-            "the secret shows in {view}:\n{text}"
-        );
-    }
-    assert!(
-        seen["host log (debug)"].contains("DEBUG"),
-        "the host logged at debug"
-    );
 }
 
 /// `shoal host` at `SHOAL_LOG=debug`, on `data`.
@@ -474,106 +517,4 @@ fn debug_host(data: &Path) -> Shoal {
     );
     host.data_dir = Some(data.to_path_buf());
     host
-}
-
-#[test]
-fn run_keeps_state_where_it_says_and_one_run_per_state_dir() {
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path().join("state");
-    let dir_arg = dir.to_str().unwrap();
-    let mut first = Shoal::run(
-        &bin(),
-        guests::HELLO,
-        &["--kv", "default", "--state-dir", dir_arg],
-    );
-    let line = first
-        .wait_for_log("state: ", Duration::from_secs(5))
-        .expect("no state line");
-    assert!(
-        line.contains(&format!("{dir_arg}/kv.db")) && line.contains(":memory:"),
-        "{line}"
-    );
-    assert!(dir.join("kv.db").is_file());
-    let (status, _, err) = run_to_exit_env(
-        &bin(),
-        &[
-            "run",
-            guests::HELLO,
-            "--listen",
-            "127.0.0.1:0",
-            "--kv",
-            "default",
-            "--state-dir",
-            dir_arg,
-        ],
-        &[],
-        Duration::from_secs(120),
-    );
-    assert!(
-        !status.success() && err.contains("another `shoal run`"),
-        "{err}"
-    );
-    first.signal("TERM");
-    assert!(first.wait_exit(Duration::from_secs(20)).is_some());
-    let tables = rusqlite::Connection::open(dir.join("kv.db"))
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM kv_meta", [], |r| r.get::<_, i64>(0))
-        .unwrap();
-    assert_eq!(tables, 2, "kv.db holds the schema");
-    // After a stop, the state dir is free again.
-    let again = Shoal::run(
-        &bin(),
-        guests::HELLO,
-        &["--kv", "default", "--state-dir", dir_arg],
-    );
-    assert!(
-        again
-            .wait_for_log("state: ", Duration::from_secs(5))
-            .is_some()
-    );
-    drop(again);
-
-    let memory = Shoal::run(
-        &bin(),
-        guests::HELLO,
-        &["--kv", "default", "--state-dir", ":memory:"],
-    );
-    assert!(
-        memory
-            .wait_for_log("state: in memory", Duration::from_secs(5))
-            .is_some()
-    );
-    drop(memory);
-
-    let xdg = scratch.path().join("xdg");
-    let mut command = Command::new(bin());
-    command
-        .args([
-            "run",
-            guests::HELLO,
-            "--listen",
-            "127.0.0.1:0",
-            "--kv",
-            "default",
-            "--name",
-            "counter",
-        ])
-        .env("XDG_DATA_HOME", &xdg)
-        .env("SHOAL_CACHE_DIR", scratch.path().join("cache"))
-        .env("NO_COLOR", "1");
-    let by_name = Shoal::spawn(command);
-    let wanted = xdg.join("shoal/run/counter/kv.db");
-    let line = by_name
-        .wait_for_log("state: ", Duration::from_secs(5))
-        .expect("no state line");
-    assert!(line.contains(wanted.to_str().unwrap()), "{line}");
-    assert!(wanted.is_file());
-
-    let plain = Shoal::run(&bin(), guests::HELLO, &[]);
-    assert!(
-        plain
-            .wait_for_log("state: ", Duration::from_secs(1))
-            .is_none(),
-        "no --kv, no state"
-    );
 }

@@ -64,18 +64,18 @@ impl Ls {
                     },
                     a.replicas.clone(),
                     nodes.join(","),
-                    a.requests.to_string(),
                     if a.kv.is_empty() && a.kv_keys == 0 {
                         "-".into()
                     } else {
                         format!("{} keys, {}", a.kv_keys, size(a.kv_bytes))
                     },
+                    a.requests.to_string(),
                 ]
             })
             .collect();
         print_table(
             &[
-                "NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REPLICAS", "NODES", "REQUESTS", "KV",
+                "NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REPLICAS", "NODES", "KV", "REQUESTS",
             ],
             &rows,
         );
