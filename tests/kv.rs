@@ -427,6 +427,13 @@ fn secrets_appear_in_no_view_log_or_error() {
         || again.get("/sec/").status == 200,
     );
     seen.insert("restarted host log (debug)", again.logs());
+    // The guest gets it: it is in the stored spec, so its absence above
+    // means something.
+    let stored: String = rusqlite::Connection::open(data.path().join("shoal.db"))
+        .unwrap()
+        .query_row("SELECT spec FROM apps WHERE name = 'sec'", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.contains(&marker), "the secret was not stored");
     for (view, text) in &seen {
         assert!(
             !text.contains(&marker),
