@@ -60,13 +60,29 @@ pub(crate) fn apply(
     request: &WriteRequest,
     next_version: &mut u64,
 ) -> Result<Written, Failure> {
+    let version = *next_version;
+    let written = in_savepoint(conn, |conn| apply_op(conn, request, version))?;
+    *next_version += 1;
+    Ok(written)
+}
+
+/// Runs `work` in a savepoint: kept whole on success, undone whole on
+/// failure. If it can be neither, the whole transaction is rolled back
+/// (the caller sees `conn.is_autocommit()`), never committed half.
+pub(crate) fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     conn.execute_batch("SAVEPOINT job")?;
-    let result = apply_op(conn, request, *next_version);
-    if result.is_ok() {
-        conn.execute_batch("RELEASE job")?;
-        *next_version += 1;
-    } else if !conn.is_autocommit() {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+    let result = work(conn);
+    let ended = match &result {
+        Ok(_) => conn.execute_batch("RELEASE job"),
+        Err(_) if conn.is_autocommit() => Ok(()),
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+    };
+    if let Err(error) = ended {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error.into());
     }
     result
 }

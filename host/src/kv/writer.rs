@@ -158,18 +158,9 @@ impl Writer {
                 .map(Done::Written)
                 .map_err(apply::Failure::into_kv),
             Work::Purge(app) => {
-                let purged = self.conn.execute_batch("SAVEPOINT job").and_then(|()| {
-                    match apply::purge(&self.conn, app) {
-                        Ok(purged) => self.conn.execute_batch("RELEASE job").map(|()| purged),
-                        Err(error) => {
-                            if !self.conn.is_autocommit() {
-                                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                            }
-                            Err(error)
-                        }
-                    }
-                });
-                purged.map(Done::Purged).map_err(|e| io_error(&e))
+                apply::in_savepoint(&self.conn, |conn| Ok(apply::purge(conn, app)?))
+                    .map(Done::Purged)
+                    .map_err(apply::Failure::into_kv)
             }
         }
     }
