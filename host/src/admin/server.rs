@@ -16,13 +16,13 @@ use tokio::net::TcpListener;
 use super::error::ApiError;
 use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
-use super::{peer, views};
+use super::{kv, peer, views};
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
-use crate::metrics::AppGauges;
+use crate::metrics::{AppGauges, KvGauges};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
-use crate::spec::AppSpec;
+use crate::spec::{AppSpec, redacted};
 use crate::tls::Encrypted;
 
 /// Largest JSON body (an app spec) accepted.
@@ -141,6 +141,7 @@ async fn route(
             node.remove(name).await?;
             Ok(json(StatusCode::OK, &removed(node, name)))
         }
+        (_, ["v1", "kv", rest @ ..]) => kv::serve(request, node, method, rest).await,
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
             let follow = request
                 .uri()
@@ -181,7 +182,16 @@ fn metrics(node: &Node) -> Response<AdminBody> {
             queued: stats.queued,
         }
     });
-    let text = node.metrics.render(gauges);
+    let kv = node.kv.usage_by_app().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read key-value sizes for /metrics");
+        Vec::new()
+    });
+    let kv = kv.into_iter().map(|u| KvGauges {
+        app: u.app,
+        bytes: u.bytes,
+        keys: u.keys,
+    });
+    let text = node.metrics.render(gauges, kv);
     let mut response = body(StatusCode::OK, Bytes::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -251,8 +261,13 @@ async fn deploy(
 ) -> Result<Response<AdminBody>, ApiError> {
     guard::content_type(&request, "application/json")?;
     let bytes = read_body(request, MAX_JSON, "the app spec", "send a smaller spec").await?;
-    let spec: AppSpec = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid app spec: {e}")))?;
+    let spec: AppSpec = serde_json::from_slice(&bytes).map_err(|e| {
+        // The spec holds env values and secrets: name no value.
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid app spec: {}", redacted(&e)),
+        )
+    })?;
     if let Some(field) = spec.unknown_field() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

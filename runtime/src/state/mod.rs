@@ -16,6 +16,8 @@
 mod backend;
 mod bindings;
 mod config;
+#[doc(hidden)]
+pub mod conformance;
 mod grant;
 mod memory;
 mod ops;
