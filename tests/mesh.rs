@@ -6,16 +6,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::LazyLock;
+
 use shoal_test_support::{Mesh, Shoal, get, guests, wait_until};
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+/// The binary under test (`SHOAL_BIN` names an older build to show a test
+/// fails on it).
+static SHOAL: LazyLock<String> = LazyLock::new(|| shoal_test_support::shoal_bin!());
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
 
 /// `shoal keygen FILE`.
 fn keygen(file: &Path) {
     let (status, _, stderr) = shoal_test_support::run_to_exit(
-        SHOAL,
+        &SHOAL,
         &["keygen", file.to_str().unwrap()],
         Duration::from_secs(10),
     );
@@ -36,7 +40,7 @@ fn admin_json(host: &Shoal, path: &str) -> serde_json::Value {
 fn deploy(host: &Shoal, name: &str, extra: &[&str]) {
     let mut args = vec!["deploy", guests::HELLO, "--name", name];
     args.extend(extra);
-    host.cli_ok(SHOAL, &args);
+    host.cli_ok(&SHOAL, &args);
 }
 
 /// The nodes placement puts `app` on, and those ready for it, as `host`
@@ -67,7 +71,7 @@ fn index_of(mesh: &Mesh, name: &str) -> usize {
 
 #[test]
 fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
-    let mesh = Mesh::start(SHOAL, 3, &[]);
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
     let (a, c) = (mesh.host(0), mesh.host(2));
 
     // Deployed on A, the app becomes known to every node and is served
@@ -80,7 +84,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
             || host.get("/hello").status == 200,
         );
     }
-    let (stdout, _) = c.cli_ok(SHOAL, &["ls"]);
+    let (stdout, _) = c.cli_ok(&SHOAL, &["ls"]);
     assert!(stdout.contains("hello"), "{stdout}");
     let (nodes, _) = placement(c, "hello");
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -104,14 +108,14 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
     });
 
     // `shoal nodes` lists the three, live, with what they hold.
-    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    let (stdout, _) = a.cli_ok(&SHOAL, &["nodes"]);
     for host in mesh.live() {
         assert!(stdout.contains(host.name()), "{stdout}");
     }
     assert_eq!(stdout.matches(" live ").count(), 3, "{stdout}");
 
     // A removal on one node propagates to all.
-    mesh.host(1).cli_ok(SHOAL, &["rm", "hello"]);
+    mesh.host(1).cli_ok(&SHOAL, &["rm", "hello"]);
     for host in mesh.live() {
         wait_until(
             CONVERGE,
@@ -134,7 +138,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
 
 #[test]
 fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
-    let mut mesh = Mesh::start(SHOAL, 3, &[]);
+    let mut mesh = Mesh::start(&SHOAL, 3, &[]);
     deploy(mesh.host(0), "solo", &[]);
     let holder = wait_for_holder(&mesh, 0, "solo");
     let h = index_of(&mesh, &holder);
@@ -156,7 +160,7 @@ fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
     // The accepting node's loss loses nothing either: every survivor still
     // knows the app (it was deployed on node 0, which may be the one killed).
     for host in mesh.live() {
-        assert!(host.cli_ok(SHOAL, &["ls"]).0.contains("solo"));
+        assert!(host.cli_ok(&SHOAL, &["ls"]).0.contains("solo"));
     }
 
     // Bring it back while requests keep flowing through the survivors:
@@ -216,7 +220,7 @@ fn wait_for_holder(mesh: &Mesh, i: usize, app: &str) -> String {
 
 #[test]
 fn a_node_with_another_key_is_kept_out() {
-    let mesh = Mesh::start(SHOAL, 1, &[]);
+    let mesh = Mesh::start(&SHOAL, 1, &[]);
     let a = mesh.host(0);
     // Its own data dir makes its own key: it cannot join.
     let dir = tempfile::tempdir().unwrap();
@@ -224,7 +228,7 @@ fn a_node_with_another_key_is_kept_out() {
     keygen(&other_key);
     let data = dir.path().join("data");
     let intruder = Shoal::host(
-        SHOAL,
+        &SHOAL,
         &data,
         &[
             "--name",
@@ -241,7 +245,7 @@ fn a_node_with_another_key_is_kept_out() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(members(a), 1);
     assert_eq!(members(&intruder), 1);
-    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    let (stdout, _) = a.cli_ok(&SHOAL, &["nodes"]);
     assert!(!stdout.contains("intruder"), "{stdout}");
 }
 
@@ -258,7 +262,7 @@ fn dropped(host: &Shoal) -> u64 {
 fn joining_without_the_key_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let (status, _, stderr) = shoal_test_support::run_to_exit(
-        SHOAL,
+        &SHOAL,
         &[
             "host",
             "--data-dir",
@@ -277,4 +281,104 @@ fn joining_without_the_key_is_refused_with_the_fix() {
     assert!(!status.success());
     assert!(stderr.contains("--cluster-key-file"), "{stderr}");
     assert!(!Path::new(&dir.path().join("cluster.key")).exists());
+}
+
+/// Sequential GETs, one thread per URL with `pause` between requests,
+/// until [`Load::finish`]; every answer but a 200 is a failure, noted
+/// with when it came, its status (0: no answer) and body.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(urls: Vec<String>, pause: Duration) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Instant::now();
+        let threads = urls
+            .into_iter()
+            .map(|url| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let agent = shoal_test_support::agent();
+                    let (mut count, mut failures) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        count += 1;
+                        let at = started.elapsed();
+                        match agent.get(&url).call() {
+                            Ok(reply) if reply.status() == 200 => {}
+                            Ok(mut reply) => {
+                                let body = reply.body_mut().read_to_string().unwrap_or_default();
+                                let retry = reply.headers().get("retry-after").is_some();
+                                let status = reply.status();
+                                failures.push(format!(
+                                    "{url} at {at:?}: {status} (retry-after: {retry}) {}",
+                                    body.trim()
+                                ));
+                            }
+                            Err(error) => failures.push(format!("{url} at {at:?}: 0 {error}")),
+                        }
+                        std::thread::sleep(pause);
+                    }
+                    (count, failures)
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stops the load: how many requests were sent, and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut count, mut failures) = (0, Vec::new());
+        for thread in self.threads {
+            let (sent, failed) = thread.join().unwrap();
+            count += sent;
+            failures.extend(failed);
+        }
+        (count, failures)
+    }
+}
+
+/// How many apps `host` knows of.
+fn apps_known(host: &Shoal) -> usize {
+    admin_json(host, "/v1/apps").as_array().map_or(0, Vec::len)
+}
+
+/// A deploy on the holder makes it ahead of every other node until they
+/// pull: a forwarder must keep sending the apps the holder already served
+/// there, never answer 503 for them meanwhile.
+#[test]
+fn deploys_on_the_holder_under_load_never_503_on_forwarders() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "hello", &[]);
+    let holder = wait_for_holder(&mesh, 0, "hello");
+    let h = index_of(&mesh, &holder);
+    for host in mesh.live() {
+        wait_until(CONVERGE, &format!("{} to serve /hello", host.name()), || {
+            host.get("/hello").status == 200
+        });
+    }
+    let urls = mesh
+        .live()
+        .filter(|host| host.name() != holder)
+        .map(|host| host.url("/hello"))
+        .collect();
+    let load = Load::start(urls, Duration::from_millis(2));
+    for i in 0..20 {
+        deploy(mesh.host(h), &format!("fresh-{i:02}"), &[]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(CONVERGE, "every node to know the 20 deploys", || {
+        mesh.live().all(|host| apps_known(host) == 21)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (count, failures) = load.finish();
+    let (now_on, _) = placement(mesh.host(h), "hello");
+    eprintln!(
+        "deploys on the holder {holder} (hello now on {now_on:?}): {count} requests through the forwarders, {} failed",
+        failures.len()
+    );
+    assert!(count > 500, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
 }
