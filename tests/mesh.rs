@@ -355,9 +355,11 @@ fn deploys_on_the_holder_under_load_never_503_on_forwarders() {
     let holder = wait_for_holder(&mesh, 0, "hello");
     let h = index_of(&mesh, &holder);
     for host in mesh.live() {
-        wait_until(CONVERGE, &format!("{} to serve /hello", host.name()), || {
-            host.get("/hello").status == 200
-        });
+        wait_until(
+            CONVERGE,
+            &format!("{} to serve /hello", host.name()),
+            || host.get("/hello").status == 200,
+        );
     }
     let urls = mesh
         .live()

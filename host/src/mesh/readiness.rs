@@ -7,15 +7,20 @@
 //! of a bitmap (one bit per app) and a list of gaps between set positions
 //! (LEB128) is sent, hex-encoded, so a node that holds ten apps of a
 //! thousand sends ~30 characters and one that holds all of them ~250.
-//! A reader decodes it against the snapshot with that digest if it has it;
-//! if it does not (the advertiser is ahead of it), the node counts as ready
-//! for nothing until the reader catches up, which anti-entropy makes short.
+//! A reader decodes it against the snapshot with that digest if it has it.
+//! If it does not (the advertiser is ahead of it: a deploy reached the
+//! advertiser first), the reader goes on with what it last decoded of that
+//! member ([`Seen`]) for at most [`REMEMBER_FOR`], until anti-entropy
+//! brings it the new state: an advertiser ahead still serves what it
+//! served a moment ago, so a deploy elsewhere never leaves a forwarder
+//! with no holder for an app that has one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::membership::{Members, Membership, keys};
+use super::membership::{Member, Members, Membership, keys};
 use crate::desired::{Desired, Snapshot};
 
 /// What this node serves of `snapshot`: the positions of the apps it
@@ -73,22 +78,95 @@ pub(crate) struct ReadyTable {
     older: HashMap<String, Vec<Holder>>,
 }
 
+/// How long what a member was last decoded as ready for stands in for an
+/// advertisement this node cannot decode yet: well past the time
+/// anti-entropy takes to bring the state it names.
+pub(crate) const REMEMBER_FOR: Duration = Duration::from_secs(10);
+
+/// What each other member's readiness last decoded as, kept by the
+/// controller from one table to the next: the advertisement, the snapshot
+/// it decoded against, and when. Forgotten when the member dies or
+/// restarts (a new generation), advertises garbage, or is not decoded for
+/// [`REMEMBER_FOR`].
+#[derive(Debug, Default)]
+pub(crate) struct Seen(HashMap<String, Sighting>);
+
+#[derive(Debug)]
+struct Sighting {
+    generation: u64,
+    at: Instant,
+    snapshot: Arc<Snapshot>,
+    ready: String,
+}
+
+impl Seen {
+    /// Forgets members that are gone, dead, restarted or not decoded for
+    /// too long.
+    fn forget_stale(&mut self, members: &Members, now: Instant) {
+        self.0.retain(|name, sighting| {
+            members.all.get(name).is_some_and(|m| {
+                m.live
+                    && m.generation == sighting.generation
+                    && now.saturating_duration_since(sighting.at) < REMEMBER_FOR
+            })
+        });
+    }
+
+    /// `member`'s ready positions and the snapshot they index: decoded
+    /// against `snapshots` (and remembered) if its advertisement names one
+    /// of them, else what it was last decoded as; `None` if neither.
+    fn decode(
+        &mut self,
+        member: &Member,
+        snapshots: &[Arc<Snapshot>],
+        now: Instant,
+    ) -> Option<(Arc<Snapshot>, BTreeSet<usize>)> {
+        let known =
+            digest_of(&member.ready).map(|digest| snapshots.iter().find(|s| s.digest == digest));
+        let Some(known) = known else {
+            self.0.remove(&member.name);
+            return None;
+        };
+        let Some(snapshot) = known else {
+            // Ahead of this node: what it served a moment ago.
+            let sighting = self.0.get(&member.name)?;
+            let positions = decode(&sighting.snapshot, &sighting.ready)?;
+            return Some((sighting.snapshot.clone(), positions));
+        };
+        let Some(positions) = decode(snapshot, &member.ready) else {
+            self.0.remove(&member.name);
+            return None;
+        };
+        let sighting = Sighting {
+            generation: member.generation,
+            at: now,
+            snapshot: snapshot.clone(),
+            ready: member.ready.clone(),
+        };
+        self.0.insert(member.name.clone(), sighting);
+        Some((snapshot.clone(), positions))
+    }
+}
+
 impl ReadyTable {
     /// Decodes every other live member's readiness against the snapshots
-    /// this node remembers.
-    pub(crate) fn build(members: &Members, snapshots: &[Arc<Snapshot>], desired: &Desired) -> Self {
+    /// this node remembers, or, for a member ahead of this node, takes
+    /// what `seen` last decoded of it (see [`Seen`]); `now` is the time
+    /// sightings are made and aged at.
+    pub(crate) fn build(
+        members: &Members,
+        snapshots: &[Arc<Snapshot>],
+        desired: &Desired,
+        seen: &mut Seen,
+        now: Instant,
+    ) -> Self {
         let mut table = ReadyTable::default();
+        seen.forget_stale(members, now);
         for member in members.live().filter(|m| m.name != members.me) {
             let Some(ingress) = member.ingress else {
                 continue;
             };
-            let Some(digest) = digest_of(&member.ready) else {
-                continue;
-            };
-            let Some(snapshot) = snapshots.iter().find(|s| s.digest == digest) else {
-                continue;
-            };
-            let Some(positions) = decode(snapshot, &member.ready) else {
+            let Some((snapshot, positions)) = seen.decode(member, snapshots, now) else {
                 continue;
             };
             for position in positions {
@@ -289,6 +367,116 @@ mod tests {
         assert_eq!(decode(&other, &text), None);
         for junk in ["", "d1", "d1:", "d1:x00", "d1:gzz", "d1:g7f", "d1:gff"] {
             assert_eq!(decode(&s, junk), None, "{junk}");
+        }
+    }
+
+    /// A reader that holds `hello@1` and an advertiser `h` ready for it.
+    mod ahead {
+        use super::*;
+        use crate::desired::Record;
+        use crate::mesh::membership::Member;
+
+        fn record(name: &str) -> Record {
+            Record {
+                name: name.into(),
+                version: 1,
+                origin: "h".into(),
+                at: 10,
+                spec: Some(crate::spec::tests::spec(name)),
+            }
+        }
+
+        fn members(ready: String, live: bool, generation: u64) -> Members {
+            let h = Member {
+                name: "h".into(),
+                generation,
+                gossip: ([127, 0, 0, 1], 1).into(),
+                live,
+                peer: Some(([127, 0, 0, 1], 2).into()),
+                ingress: Some(([127, 0, 0, 1], 3).into()),
+                ingress_cert: None,
+                capacity: 1,
+                load: 0,
+                state: digest_of(&ready).unwrap_or_default().into(),
+                ready,
+            };
+            Members {
+                me: "f".into(),
+                all: [("h".to_string(), h)].into(),
+            }
+        }
+
+        /// The reader's state and snapshot, and `h`'s advertisement
+        /// against a state one deploy ahead (`midway`), which the reader
+        /// does not hold.
+        fn setup() -> (Desired, Arc<Snapshot>, String) {
+            let desired = Desired::new([record("hello")], 0);
+            let ahead = Desired::new([record("hello"), record("midway")], 0).snapshot();
+            assert_eq!(ahead.apps[0].0, "hello");
+            let s1 = desired.snapshot();
+            (desired, s1, encode(&ahead, &BTreeSet::from([0, 1])))
+        }
+
+        #[test]
+        fn a_holder_ahead_of_the_reader_stays_ready_for_what_it_served() {
+            let (desired, s1, ahead) = setup();
+            let mut seen = Seen::default();
+            let now = Instant::now();
+            let before = members(encode(&s1, &BTreeSet::from([0])), true, 1);
+            let table =
+                ReadyTable::build(&before, std::slice::from_ref(&s1), &desired, &mut seen, now);
+            assert_eq!(table.ready_nodes("hello"), ["h"]);
+            // `h` took a deploy the reader has not pulled yet.
+            let after = members(ahead.clone(), true, 1);
+            let later = now + Duration::from_secs(1);
+            let table = ReadyTable::build(
+                &after,
+                std::slice::from_ref(&s1),
+                &desired,
+                &mut seen,
+                later,
+            );
+            assert_eq!(table.ready_nodes("hello"), ["h"]);
+            assert!(table.ready_nodes("midway").is_empty());
+            // Once the reader holds the new state, it decodes it as is.
+            let caught_up = Desired::new([record("hello"), record("midway")], 0);
+            let s2 = caught_up.snapshot();
+            let table = ReadyTable::build(&after, &[s2, s1], &caught_up, &mut seen, later);
+            assert_eq!(table.ready_nodes("midway"), ["h"]);
+        }
+
+        #[test]
+        fn what_was_seen_is_forgotten_past_its_time_on_death_restart_or_garbage() {
+            let (desired, s1, ahead) = setup();
+            let before = members(encode(&s1, &BTreeSet::from([0])), true, 1);
+            let now = Instant::now();
+            let cases = [
+                ("too old", members(ahead.clone(), true, 1), REMEMBER_FOR, 1),
+                ("dead", members(ahead.clone(), false, 1), Duration::ZERO, 1),
+                (
+                    "restarted",
+                    members(ahead.clone(), true, 2),
+                    Duration::ZERO,
+                    2,
+                ),
+                (
+                    "garbage",
+                    members("junk".into(), true, 1),
+                    Duration::ZERO,
+                    1,
+                ),
+            ];
+            for (case, after, age, generation) in cases {
+                let mut seen = Seen::default();
+                let snapshots = [s1.clone()];
+                ReadyTable::build(&before, &snapshots, &desired, &mut seen, now);
+                let table = ReadyTable::build(&after, &snapshots, &desired, &mut seen, now + age);
+                assert!(table.ready_nodes("hello").is_empty(), "{case}");
+                // Still forgotten once it is back, ahead: never reinvented.
+                let back = members(ahead.clone(), true, generation);
+                let table = ReadyTable::build(&back, &snapshots, &desired, &mut seen, now + age);
+                assert!(table.ready_nodes("hello").is_empty(), "{case}");
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ use super::Node;
 use crate::desired::{Desired, Record};
 use crate::mesh;
 use crate::mesh::placement::Placement;
-use crate::mesh::readiness::{self, ReadyTable};
+use crate::mesh::readiness::{self, ReadyTable, Seen};
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
 use crate::store::Corrupt;
@@ -102,11 +102,12 @@ impl Jobs {
 pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     let mut members = node.mesh.membership.watch();
     let mut jobs = Jobs::default();
+    let mut seen = Seen::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         jobs.reap();
-        if let Err(error) = pass(&node, &mut jobs).await {
+        if let Err(error) = pass(&node, &mut jobs, &mut seen).await {
             tracing::warn!(error = format!("{error:#}"), "mesh pass failed");
         }
         tokio::select! {
@@ -124,13 +125,14 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
 
 /// One pass: place, converge what is served here, keep copies, route the
 /// rest elsewhere, and advertise. The controller is the only writer of
-/// placement, the forwarding table and this node's gossip keys.
-async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
+/// placement, the forwarding table and this node's gossip keys; `seen`
+/// is what the last tables decoded of each member (see [`Seen`]).
+async fn pass(node: &Arc<Node>, jobs: &mut Jobs, seen: &mut Seen) -> anyhow::Result<()> {
     let desired = node.desired();
     let members = node.mesh.membership.members();
     let placement = Arc::new(mesh::place(&members, &desired));
     node.mesh.set_placement(placement.clone());
-    let table = ReadyTable::build(&members, &node.snapshots(), &desired);
+    let table = ReadyTable::build(&members, &node.snapshots(), &desired, seen, Instant::now());
     for (record, spec) in desired.apps() {
         converge(node, jobs, record, spec, &placement, &table);
         keep_a_copy(node, jobs, record, spec, &placement);
