@@ -10,6 +10,10 @@ use std::sync::LazyLock;
 
 use shoal_test_support::{Mesh, Shoal, get, guests, wait_until};
 
+#[path = "mesh/load.rs"]
+mod load;
+use load::Load;
+
 /// The binary under test (`SHOAL_BIN` names an older build to show a test
 /// fails on it).
 static SHOAL: LazyLock<String> = LazyLock::new(|| shoal_test_support::shoal_bin!());
@@ -283,63 +287,6 @@ fn joining_without_the_key_is_refused_with_the_fix() {
     assert!(!Path::new(&dir.path().join("cluster.key")).exists());
 }
 
-/// Sequential GETs, one thread per URL with `pause` between requests,
-/// until [`Load::finish`]; every answer but a 200 is a failure, noted
-/// with when it came, its status (0: no answer) and body.
-struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
-}
-
-impl Load {
-    fn start(urls: Vec<String>, pause: Duration) -> Load {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let started = Instant::now();
-        let threads = urls
-            .into_iter()
-            .map(|url| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let agent = shoal_test_support::agent();
-                    let (mut count, mut failures) = (0, Vec::new());
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        count += 1;
-                        let at = started.elapsed();
-                        match agent.get(&url).call() {
-                            Ok(reply) if reply.status() == 200 => {}
-                            Ok(mut reply) => {
-                                let body = reply.body_mut().read_to_string().unwrap_or_default();
-                                let retry = reply.headers().get("retry-after").is_some();
-                                let status = reply.status();
-                                failures.push(format!(
-                                    "{url} at {at:?}: {status} (retry-after: {retry}) {}",
-                                    body.trim()
-                                ));
-                            }
-                            Err(error) => failures.push(format!("{url} at {at:?}: 0 {error}")),
-                        }
-                        std::thread::sleep(pause);
-                    }
-                    (count, failures)
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    /// Stops the load: how many requests were sent, and the failures.
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (mut count, mut failures) = (0, Vec::new());
-        for thread in self.threads {
-            let (sent, failed) = thread.join().unwrap();
-            count += sent;
-            failures.extend(failed);
-        }
-        (count, failures)
-    }
-}
-
 /// How many apps `host` knows of.
 fn apps_known(host: &Shoal) -> usize {
     admin_json(host, "/v1/apps").as_array().map_or(0, Vec::len)
@@ -375,7 +322,9 @@ fn deploys_on_the_holder_under_load_never_503_on_forwarders() {
         mesh.live().all(|host| apps_known(host) == 21)
     });
     std::thread::sleep(Duration::from_secs(1));
-    let (count, failures) = load.finish();
+    let samples = load.finish();
+    let count = samples.iter().map(Vec::len).sum::<usize>();
+    let failures = load::failures(&samples);
     let (now_on, _) = placement(mesh.host(h), "hello");
     eprintln!(
         "deploys on the holder {holder} (hello now on {now_on:?}): {count} requests through the forwarders, {} failed",
@@ -383,4 +332,138 @@ fn deploys_on_the_holder_under_load_never_503_on_forwarders() {
     );
     assert!(count > 500, "{count}");
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The median, 90th percentile and largest of `times`.
+fn spread(times: &mut [Duration]) -> (Duration, Duration, Duration) {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9), at(1.0))
+}
+
+/// Kills the holder of `app` (as host `seen_by` sees it) under load on the
+/// others; returns how long each survivor took to serve it for good, and
+/// the failed answers by status. Restarts it and waits for it to take
+/// the app back.
+fn kill_the_holder(mesh: &mut Mesh, app: &str, seen_by: usize) -> (Vec<Duration>, Vec<u16>) {
+    let holder = wait_for_holder(mesh, seen_by, app);
+    let h = index_of(mesh, &holder);
+    let urls: Vec<String> = (0..mesh.len())
+        .filter(|&i| i != h)
+        .map(|i| mesh.host(i).url(&format!("/{app}")))
+        .collect();
+    for url in &urls {
+        wait_until(CONVERGE, &format!("{url} to serve"), || get(url).status == 200);
+    }
+    let load = Load::start(urls.clone(), Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = load.started.elapsed();
+    mesh.kill(h);
+    wait_until(Duration::from_secs(20), "the survivors to serve it", || {
+        urls.iter().all(|url| get(url).status == 200)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let until = load.started.elapsed();
+    let samples = load.finish();
+    let times = samples
+        .iter()
+        .map(|s| load::recovered(s, killed, until).expect("served again"))
+        .collect();
+    let failed = samples.iter().flatten().filter(|s| s.status != 200);
+    let statuses = failed.map(|s| s.status).collect();
+    mesh.restart(h);
+    mesh.wait_members(mesh.len());
+    wait_until(CONVERGE, "the returning node to take its app back", || {
+        let (nodes, ready) = placement(mesh.host(h), app);
+        nodes == [holder.clone()] && ready == [holder.clone()]
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    (times, statuses)
+}
+
+/// After a kill -9 of the only holder, every survivor serves the app again
+/// within 10 s (the goal is 3 s), over several kills.
+#[test]
+fn every_survivor_serves_again_soon_after_each_kill_of_the_holder() {
+    let mut mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    let (mut times, mut statuses) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let (t, s) = kill_the_holder(&mut mesh, "solo", round % 2);
+        eprintln!(
+            "kill {round}: served again after {t:?}; {} failed answers",
+            s.len()
+        );
+        times.extend(t);
+        statuses.extend(s);
+    }
+    let (median, p90, max) = spread(&mut times);
+    let count = |code| statuses.iter().filter(|&&s| s == code).count();
+    eprintln!(
+        "failover over {} survivor-kills: median {median:?}, p90 {p90:?}, max {max:?}; failed answers: {} 502, {} 503, {} 504, {} none",
+        times.len(),
+        count(502),
+        count(503),
+        count(504),
+        count(0)
+    );
+    assert!(max < Duration::from_secs(10), "{times:?}");
+}
+
+/// Sends SIGCONT to a stopped host when dropped, even when the test fails.
+struct Stopped<'a>(&'a Shoal);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+/// A frozen holder (SIGSTOP) of an app with a 30 s deadline: a request
+/// forwarded to it while the mesh has not yet declared it dead ends when
+/// it is declared dead (504 with `Retry-After`), not 32 s later; every
+/// other request is served by its replacement or answered 503 with
+/// `Retry-After` at once.
+#[test]
+fn a_frozen_holder_costs_a_forwarded_request_no_more_than_its_detection() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    let holder = wait_for_holder(&mesh, 0, "solo");
+    let h = index_of(&mesh, &holder);
+    let urls: Vec<String> = (1..3).map(|k| mesh.host((h + k) % 3).url("/solo")).collect();
+    for url in &urls {
+        wait_until(CONVERGE, "solo served through the others", || {
+            get(url).status == 200
+        });
+    }
+    mesh.host(h).signal("STOP");
+    let _stopped = Stopped(mesh.host(h));
+    let frozen = Instant::now();
+    let requests: Vec<_> = (0..16)
+        .flat_map(|i| urls.iter().map(move |url| (i, url.clone())))
+        .map(|(i, url)| {
+            std::thread::spawn(move || {
+                let at = Duration::from_millis(250) * i;
+                std::thread::sleep(at.saturating_sub(frozen.elapsed()));
+                load::sample(&load::agent(Duration::from_secs(40)), &url, at)
+            })
+        })
+        .collect();
+    let samples: Vec<load::Sample> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    let mut wrong = Vec::new();
+    for s in &samples {
+        eprintln!("frozen +{:?}: {} after {:?}", s.at, s.status, s.took);
+        let answered = match s.status {
+            200 => true,
+            502..=504 => s.retry_after,
+            _ => false,
+        };
+        if !answered || s.took > Duration::from_secs(5) {
+            wrong.push(format!(
+                "{} at +{:?}: {} after {:?} (retry-after: {}) {}",
+                s.url, s.at, s.status, s.took, s.retry_after, s.body
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
