@@ -353,7 +353,9 @@ fn kill_the_holder(mesh: &mut Mesh, app: &str, seen_by: usize) -> (Vec<Duration>
         .map(|i| mesh.host(i).url(&format!("/{app}")))
         .collect();
     for url in &urls {
-        wait_until(CONVERGE, &format!("{url} to serve"), || get(url).status == 200);
+        wait_until(CONVERGE, &format!("{url} to serve"), || {
+            get(url).status == 200
+        });
     }
     let load = Load::start(urls.clone(), Duration::from_millis(10));
     std::thread::sleep(Duration::from_millis(500));
@@ -430,7 +432,9 @@ fn a_frozen_holder_costs_a_forwarded_request_no_more_than_its_detection() {
     deploy(mesh.host(0), "solo", &[]);
     let holder = wait_for_holder(&mesh, 0, "solo");
     let h = index_of(&mesh, &holder);
-    let urls: Vec<String> = (1..3).map(|k| mesh.host((h + k) % 3).url("/solo")).collect();
+    let urls: Vec<String> = (1..3)
+        .map(|k| mesh.host((h + k) % 3).url("/solo"))
+        .collect();
     for url in &urls {
         wait_until(CONVERGE, "solo served through the others", || {
             get(url).status == 200

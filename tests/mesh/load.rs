@@ -85,7 +85,10 @@ impl Load {
     /// Stops the load: every URL's answers, in the order asked.
     pub fn finish(self) -> Vec<Vec<Sample>> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().map(|t| t.join().unwrap()).collect()
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect()
     }
 }
 

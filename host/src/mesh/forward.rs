@@ -11,13 +11,16 @@
 //! A forwarded request has the app's deadline plus a grace to finish,
 //! head and body: a holder that stops answering (frozen, overloaded)
 //! costs its requests 504 at that bound and is passed over for a while,
-//! never a request hung for good.
+//! never a request hung for good. A holder the mesh declares dead (the
+//! failure detector, ~2 s) costs the requests waiting on its answer a 504
+//! at once, not at the app's deadline. Every failure to reach a holder
+//! says `Retry-After`: another node may serve the next try.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use shoal_runtime::{Body, BodyError};
+use tokio::sync::watch;
 
 use crate::respond::{plain, retry_later};
 
@@ -65,7 +69,9 @@ pub(crate) struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     /// The ingress certificates the client trusts, from the table.
     pins: Arc<Pins>,
-    table: RwLock<Arc<ReadyTable>>,
+    /// Who is ready for what; requests in flight watch it for their
+    /// holder's death.
+    table: watch::Sender<Arc<ReadyTable>>,
     /// Requests this node has in flight to each node.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Nodes that refused a connection, and when.
@@ -98,7 +104,7 @@ impl Forwarder {
             me,
             client,
             pins,
-            table: RwLock::new(Arc::default()),
+            table: watch::Sender::new(Arc::default()),
             in_flight: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
@@ -108,15 +114,18 @@ impl Forwarder {
     }
 
     pub(crate) fn table(&self) -> Arc<ReadyTable> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.table.borrow().clone()
     }
 
     pub(crate) fn set_table(&self, table: ReadyTable) {
-        let mut current = self.table.write().unwrap_or_else(|e| e.into_inner());
-        if **current != table {
+        self.table.send_if_modified(|current| {
+            if **current == table {
+                return false;
+            }
             self.pins.set(table.certs());
             *current = Arc::new(table);
-        }
+            true
+        });
     }
 
     fn random(&self) -> u64 {
@@ -228,8 +237,8 @@ impl Forwarder {
     }
 
     /// Sends a request addressed to `holder`, counting it in flight, and
-    /// turns a failure into 502 with `Retry-After`, running out of time
-    /// into 504.
+    /// turns a failure into 502 with `Retry-After`, running out of time or
+    /// the holder's death into 504.
     async fn send(
         &self,
         app: &str,
@@ -240,16 +249,21 @@ impl Forwarder {
         let until = tokio::time::Instant::now() + bound.deadline + bound.grace;
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout_at(until, self.client.request(request)).await;
+        let mut tables = self.table.subscribe();
+        let result = tokio::select! {
+            result = tokio::time::timeout_at(until, self.client.request(request)) => Some(result),
+            () = declared_dead(&mut tables, &holder.node) => None,
+        };
         in_flight.fetch_sub(1, Ordering::Relaxed);
         let error = match result {
-            Ok(Ok(response)) => {
+            Some(Ok(Ok(response))) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 let until = Box::pin(tokio::time::sleep_until(until));
                 return response.map(|body| Bounded { body, until }.boxed_unsync());
             }
-            Ok(Err(error)) => error,
-            Err(_) => return self.timed_out(app, holder, bound),
+            Some(Ok(Err(error))) => error,
+            Some(Err(_)) => return self.timed_out(app, holder, bound),
+            None => return self.lost(app, holder),
         };
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         if error.is_connect() {
@@ -276,13 +290,44 @@ impl Forwarder {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.suspect(&holder.node);
         tracing::warn!(app, node = %holder.node, deadline = ?bound.deadline, grace = ?bound.grace, "forwarded request timed out");
-        plain(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "app `{app}` is served by node `{}`, which did not answer within the app's {:?} deadline and {:?} of grace; retry\n",
-                holder.node, bound.deadline, bound.grace
-            ),
-        )
+        gateway_timeout(format!(
+            "app `{app}` is served by node `{}`, which did not answer within the app's {:?} deadline and {:?} of grace; retry\n",
+            holder.node, bound.deadline, bound.grace
+        ))
+    }
+
+    /// 504 for a request whose holder the mesh declared dead before it
+    /// answered (frozen, cut off or gone); it may still have run there.
+    fn lost(&self, app: &str, holder: &Holder) -> Response<Body> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.suspect(&holder.node);
+        tracing::warn!(app, node = %holder.node, "the holder of a forwarded request was declared dead before it answered");
+        gateway_timeout(format!(
+            "app `{app}` is served by node `{}`, which stopped answering and was declared dead while this request waited (it may have run there); retry\n",
+            holder.node
+        ))
+    }
+}
+
+/// 504 with `Retry-After: 1`: the next try goes to another node.
+fn gateway_timeout(text: String) -> Response<Body> {
+    let mut response = plain(StatusCode::GATEWAY_TIMEOUT, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
+/// Resolves once `tables` no longer count `node` live: the failure
+/// detector declared it dead. Never, if the tables stop coming.
+async fn declared_dead(tables: &mut watch::Receiver<Arc<ReadyTable>>, node: &str) {
+    loop {
+        if !tables.borrow_and_update().is_live(node) {
+            return;
+        }
+        if tables.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

@@ -76,6 +76,8 @@ pub(crate) struct ReadyTable {
     current: HashMap<String, Vec<Holder>>,
     /// Ready at an older version only (a rollout in progress).
     older: HashMap<String, Vec<Holder>>,
+    /// The other nodes live now, ready for anything or not.
+    live: BTreeSet<String>,
 }
 
 /// How long what a member was last decoded as ready for stands in for an
@@ -163,6 +165,7 @@ impl ReadyTable {
         let mut table = ReadyTable::default();
         seen.forget_stale(members, now);
         for member in members.live().filter(|m| m.name != members.me) {
+            table.live.insert(member.name.clone());
             let Some(ingress) = member.ingress else {
                 continue;
             };
@@ -187,6 +190,11 @@ impl ReadyTable {
             }
         }
         table
+    }
+
+    /// Whether `node` is another node the mesh counts live.
+    pub(crate) fn is_live(&self, node: &str) -> bool {
+        self.live.contains(node)
     }
 
     /// Names of the other nodes ready for the current version of `app`.
@@ -426,6 +434,7 @@ mod tests {
             let table =
                 ReadyTable::build(&before, std::slice::from_ref(&s1), &desired, &mut seen, now);
             assert_eq!(table.ready_nodes("hello"), ["h"]);
+            assert!(table.is_live("h") && !table.is_live("f"));
             // `h` took a deploy the reader has not pulled yet.
             let after = members(ahead.clone(), true, 1);
             let later = now + Duration::from_secs(1);
@@ -472,6 +481,7 @@ mod tests {
                 ReadyTable::build(&before, &snapshots, &desired, &mut seen, now);
                 let table = ReadyTable::build(&after, &snapshots, &desired, &mut seen, now + age);
                 assert!(table.ready_nodes("hello").is_empty(), "{case}");
+                assert_eq!(table.is_live("h"), case != "dead", "{case}");
                 // Still forgotten once it is back, ahead: never reinvented.
                 let back = members(ahead.clone(), true, generation);
                 let table = ReadyTable::build(&back, &snapshots, &desired, &mut seen, now + age);
