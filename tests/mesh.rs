@@ -471,3 +471,66 @@ fn a_frozen_holder_costs_a_forwarded_request_no_more_than_its_detection() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// `host`'s count of forwarded requests with `outcome`.
+fn forwarded(host: &Shoal, outcome: &str) -> u64 {
+    let metrics = host.admin_get("/metrics").body;
+    let line = format!("shoal_forwarded_requests_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+}
+
+/// A forwarded request names the nodes it passed through: a node never
+/// sends it back to one of them, never forwards it a third time, and
+/// refuses one that already passed through itself (a loop), each with 503
+/// and `Retry-After` at once.
+#[test]
+fn a_forwarded_request_never_loops() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    let holder = wait_for_holder(&mesh, 0, "solo");
+    let h = index_of(&mesh, &holder);
+    let (f, g) = (mesh.host((h + 1) % 3), mesh.host((h + 2) % 3));
+    wait_until(CONVERGE, "solo served through a forwarder", || {
+        f.get("/solo").status == 200
+    });
+    let agent = load::agent(Duration::from_secs(10));
+    let ask = |hops: &str| {
+        let asked = Instant::now();
+        let mut reply = agent
+            .get(f.url("/solo"))
+            .header("x-shoal-hop", hops)
+            .call()
+            .unwrap();
+        let body = reply.body_mut().read_to_string().unwrap();
+        let retry = reply.headers().contains_key("retry-after");
+        (reply.status().as_u16(), retry, body, asked.elapsed())
+    };
+    let sent = forwarded(f, "ok");
+    // Through one node before: forwarded on, to the holder.
+    let (status, _, body, _) = ask(g.name());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(forwarded(f, "ok"), sent + 1);
+    let refused = [
+        (holder.clone(), "has no ready instance"),
+        (
+            f.name().to_string(),
+            "moved while this request was forwarded",
+        ),
+        (format!("{},{}", g.name(), holder), "moved while"),
+    ];
+    for (hops, why) in refused {
+        let (status, retry, body, took) = ask(&hops);
+        assert_eq!((status, retry), (503, true), "hops {hops}: {body}");
+        assert!(body.contains(why), "hops {hops}: {body}");
+        assert!(took < Duration::from_secs(1), "hops {hops}: {took:?}");
+    }
+    assert_eq!(
+        forwarded(f, "ok"),
+        sent + 1,
+        "a refused request was forwarded"
+    );
+    assert_eq!(forwarded(f, "no_holder"), 3);
+}
