@@ -534,3 +534,47 @@ fn a_forwarded_request_never_loops() {
     );
     assert_eq!(forwarded(f, "no_holder"), 3);
 }
+
+/// A node replaced (its data dir wiped, same name) answers for the mesh's
+/// apps as soon as it is up: served, or 503 with `Retry-After` while it
+/// learns them, never 404 for an app the mesh has.
+#[test]
+fn a_replaced_node_never_answers_404_for_an_app_the_mesh_has() {
+    let mut mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    deploy(mesh.host(0), "everywhere", &["--replicas", "all"]);
+    wait_for_holder(&mesh, 0, "solo");
+    for host in mesh.live() {
+        wait_until(CONVERGE, "every node to serve both", || {
+            host.get("/solo").status == 200 && host.get("/everywhere").status == 200
+        });
+    }
+    for round in 0..2 {
+        let x = 2 - round;
+        mesh.kill(x);
+        std::fs::remove_dir_all(mesh.data(x)).unwrap();
+        mesh.restart(x);
+        let up = Instant::now();
+        let urls = ["/solo", "/everywhere"].map(|p| mesh.host(x).url(p));
+        let load = Load::start(urls.to_vec(), Duration::from_millis(5));
+        wait_until(CONVERGE, "the replaced node to serve both", || {
+            urls.iter().all(|url| get(url).status == 200)
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let samples = load.finish();
+        for s in samples.iter().flatten().filter(|s| s.status != 200) {
+            eprintln!("replaced +{:?}: {} {} {}", s.at, s.status, s.url, s.body);
+        }
+        eprintln!(
+            "replaced node served both {:?} after it was up",
+            up.elapsed()
+        );
+        let wrong: Vec<_> = samples
+            .iter()
+            .flatten()
+            .filter(|s| s.status != 200 && !(s.status == 503 && s.retry_after))
+            .map(|s| format!("{} at {:?}: {} {}", s.url, s.at, s.status, s.body))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+}

@@ -14,7 +14,7 @@ use crate::accept::{self, Listener};
 use crate::connections::Limits;
 use crate::mesh::forward::Forwarder;
 use crate::metrics::Metrics;
-use crate::respond::plain;
+use crate::respond::{plain, retry_later};
 use crate::routes::{Resolve, Target};
 use crate::shutdown::Shutdown;
 use crate::tls::ServerTls;
@@ -106,6 +106,12 @@ async fn handle(
 ) -> Response<Body> {
     let host = request_host(&request, local);
     let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
+        if config.forward.as_ref().is_some_and(|f| f.catching_up()) {
+            return retry_later(format!(
+                "no app is routed at {} on this node yet, which is still learning the mesh's apps; retry shortly\n",
+                request.uri().path()
+            ));
+        }
         return plain(
             StatusCode::NOT_FOUND,
             format!("no app is routed at {}\n", request.uri().path()),

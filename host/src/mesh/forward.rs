@@ -84,7 +84,9 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    pub(crate) fn new(me: String, grace: Duration) -> Forwarder {
+    /// A forwarder for node `me`; `joining`: it is joining a mesh whose
+    /// apps it may not know yet (see [`Forwarder::catching_up`]).
+    pub(crate) fn new(me: String, grace: Duration, joining: bool) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -104,7 +106,7 @@ impl Forwarder {
             me,
             client,
             pins,
-            table: watch::Sender::new(Arc::default()),
+            table: watch::Sender::new(Arc::new(ReadyTable::empty(joining))),
             in_flight: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
@@ -115,6 +117,12 @@ impl Forwarder {
 
     pub(crate) fn table(&self) -> Arc<ReadyTable> {
         self.table.borrow().clone()
+    }
+
+    /// Whether this node may not know every app of the mesh yet: a route
+    /// it does not know then answers 503 with `Retry-After`, not 404.
+    pub(crate) fn catching_up(&self) -> bool {
+        self.table.borrow().catching_up()
     }
 
     pub(crate) fn set_table(&self, table: ReadyTable) {

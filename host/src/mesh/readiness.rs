@@ -78,6 +78,9 @@ pub(crate) struct ReadyTable {
     older: HashMap<String, Vec<Holder>>,
     /// The other nodes live now, ready for anything or not.
     live: BTreeSet<String>,
+    /// Whether this node may not know every app of the mesh yet: a live
+    /// peer holds another desired state, or it has yet to meet one.
+    catching_up: bool,
 }
 
 /// How long what a member was last decoded as ready for stands in for an
@@ -162,7 +165,13 @@ impl ReadyTable {
         seen: &mut Seen,
         now: Instant,
     ) -> Self {
-        let mut table = ReadyTable::default();
+        let ours = &desired.snapshot().digest;
+        let mut table = ReadyTable {
+            catching_up: members
+                .live()
+                .any(|m| m.name != members.me && !m.state.is_empty() && m.state != *ours),
+            ..ReadyTable::default()
+        };
         seen.forget_stale(members, now);
         for member in members.live().filter(|m| m.name != members.me) {
             table.live.insert(member.name.clone());
@@ -190,6 +199,32 @@ impl ReadyTable {
             }
         }
         table
+    }
+
+    /// An empty table for a node that may not know the mesh's apps yet
+    /// (`catching_up`: it is joining one).
+    pub(crate) fn empty(catching_up: bool) -> Self {
+        ReadyTable {
+            catching_up,
+            ..ReadyTable::default()
+        }
+    }
+
+    /// Whether this node may not know every app of the mesh yet: a route
+    /// it does not know may be one a peer has, so it is no reason for a
+    /// 404.
+    pub(crate) fn catching_up(&self) -> bool {
+        self.catching_up
+    }
+
+    /// Whether this node sees no other live node.
+    pub(crate) fn alone(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Counts this node as catching up (it has yet to meet the mesh).
+    pub(crate) fn set_catching_up(&mut self) {
+        self.catching_up = true;
     }
 
     /// Whether `node` is another node the mesh counts live.
@@ -435,6 +470,7 @@ mod tests {
                 ReadyTable::build(&before, std::slice::from_ref(&s1), &desired, &mut seen, now);
             assert_eq!(table.ready_nodes("hello"), ["h"]);
             assert!(table.is_live("h") && !table.is_live("f"));
+            assert!(!table.catching_up());
             // `h` took a deploy the reader has not pulled yet.
             let after = members(ahead.clone(), true, 1);
             let later = now + Duration::from_secs(1);
@@ -447,11 +483,13 @@ mod tests {
             );
             assert_eq!(table.ready_nodes("hello"), ["h"]);
             assert!(table.ready_nodes("midway").is_empty());
+            assert!(table.catching_up(), "h holds a state the reader does not");
             // Once the reader holds the new state, it decodes it as is.
             let caught_up = Desired::new([record("hello"), record("midway")], 0);
             let s2 = caught_up.snapshot();
             let table = ReadyTable::build(&after, &[s2, s1], &caught_up, &mut seen, later);
             assert_eq!(table.ready_nodes("midway"), ["h"]);
+            assert!(!table.catching_up());
         }
 
         #[test]

@@ -37,6 +37,9 @@ const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// Components copied from peers at once (beyond those placed here).
 const COPIES_AT_ONCE: usize = 4;
+/// How long a node that joins counts as catching up while it has met no
+/// live peer (seeds all down, it starts alone at last).
+const MEET_WITHIN: Duration = Duration::from_secs(10);
 /// How long an app placed elsewhere keeps being served here after its new
 /// holders are all ready: peers whose gossip lags still send it here.
 const LINGER: Duration = Duration::from_secs(2);
@@ -132,7 +135,10 @@ async fn pass(node: &Arc<Node>, jobs: &mut Jobs, seen: &mut Seen) -> anyhow::Res
     let members = node.mesh.membership.members();
     let placement = Arc::new(mesh::place(&members, &desired));
     node.mesh.set_placement(placement.clone());
-    let table = ReadyTable::build(&members, &node.snapshots(), &desired, seen, Instant::now());
+    let mut table = ReadyTable::build(&members, &node.snapshots(), &desired, seen, Instant::now());
+    if node.mesh.joins && table.alone() && node.started.elapsed() < MEET_WITHIN {
+        table.set_catching_up();
+    }
     for (record, spec) in desired.apps() {
         converge(node, jobs, record, spec, &placement, &table);
         keep_a_copy(node, jobs, record, spec, &placement);
