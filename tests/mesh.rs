@@ -578,3 +578,48 @@ fn a_replaced_node_never_answers_404_for_an_app_the_mesh_has() {
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 }
+
+/// A redeploy of an app (a new version) on a node that does not hold it:
+/// while its holder installs the new version (compiling new bytes) it
+/// still serves the old one, and forwarders keep sending it there, never
+/// answering 503 meanwhile.
+#[test]
+fn redeploys_under_load_never_503_on_forwarders() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "hello", &[]);
+    let holder = wait_for_holder(&mesh, 0, "hello");
+    let h = index_of(&mesh, &holder);
+    let others: Vec<usize> = (1..3).map(|k| (h + k) % 3).collect();
+    for host in mesh.live() {
+        wait_until(
+            CONVERGE,
+            &format!("{} to serve /hello", host.name()),
+            || host.get("/hello").status == 200,
+        );
+    }
+    let urls = others.iter().map(|&i| mesh.host(i).url("/hello")).collect();
+    let load = Load::start(urls, Duration::from_millis(2));
+    // Every other one with new bytes, which the holder must compile first.
+    for round in 0..10 {
+        let file = [guests::PROBE, guests::HELLO][round % 2];
+        let host = mesh.host(others[round % 2]);
+        host.cli_ok(&SHOAL, &["deploy", file, "--name", "hello"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until(CONVERGE, "every node to serve version 11", || {
+        mesh.live().all(|host| {
+            let view = admin_json(host, "/v1/apps/hello");
+            view["version"] == 11 && view["ready_on"] == serde_json::json!([holder])
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.finish();
+    let count = samples.iter().map(Vec::len).sum::<usize>();
+    let failures = load::failures(&samples);
+    eprintln!(
+        "redeploys on the forwarders: {count} requests through them, {} failed",
+        failures.len()
+    );
+    assert!(count > 500, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}

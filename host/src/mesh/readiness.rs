@@ -44,6 +44,34 @@ pub(crate) fn served(
     (ready, load)
 }
 
+/// What this node should advertise it serves: its readiness against
+/// `current`, or, while an app is served here at another version than
+/// `current` says (its new version is being installed here), against the
+/// snapshot of `older` (newest first) that marks more apps ready, if one
+/// does: an app being upgraded here stays visibly served at its old
+/// version, so forwarders keep sending it here meanwhile. Returns that
+/// snapshot, the ready positions in it, and the requests in flight over
+/// every app served here.
+pub(crate) fn to_advertise(
+    current: &Arc<Snapshot>,
+    older: &[Arc<Snapshot>],
+    here: impl Fn(&str) -> Option<(u64, usize)>,
+) -> (Arc<Snapshot>, BTreeSet<usize>, usize) {
+    let (ready, load) = served(current, &here);
+    let serving = current.apps.iter().filter(|(name, _)| here(name).is_some());
+    if ready.len() == serving.count() {
+        return (current.clone(), ready, load);
+    }
+    let mut best = (current.clone(), ready);
+    for snapshot in older.iter().filter(|s| s.digest != current.digest) {
+        let (ready, _) = served(snapshot, &here);
+        if ready.len() > best.1.len() {
+            best = (snapshot.clone(), ready);
+        }
+    }
+    (best.0, best.1, load)
+}
+
 /// Gossips what this node serves: its readiness against `snapshot`, the
 /// snapshot's digest, and its load.
 pub(crate) async fn advertise(
@@ -52,10 +80,23 @@ pub(crate) async fn advertise(
     ready: &BTreeSet<usize>,
     load: usize,
 ) -> anyhow::Result<()> {
+    advertise_against(membership, &snapshot.digest, snapshot, ready, load).await
+}
+
+/// Gossips the digest of the desired state held (`state`), readiness
+/// against `snapshot` (that state's or an older one, see
+/// [`to_advertise`]), and load.
+pub(crate) async fn advertise_against(
+    membership: &Membership,
+    state: &str,
+    snapshot: &Snapshot,
+    ready: &BTreeSet<usize>,
+    load: usize,
+) -> anyhow::Result<()> {
     membership
         .set(keys::READY, &encode(snapshot, ready))
         .await?;
-    membership.set(keys::STATE, &snapshot.digest).await?;
+    membership.set(keys::STATE, state).await?;
     membership.set(keys::LOAD, &load.to_string()).await
 }
 
@@ -411,6 +452,43 @@ mod tests {
         for junk in ["", "d1", "d1:", "d1:x00", "d1:gzz", "d1:g7f", "d1:gff"] {
             assert_eq!(decode(&s, junk), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn an_app_being_upgraded_here_is_advertised_at_its_old_version() {
+        let snap = |digest: &str, hello: u64| {
+            Arc::new(Snapshot {
+                digest: digest.into(),
+                apps: vec![("a".into(), 1), ("hello".into(), hello)],
+            })
+        };
+        let (d1, d2, d3) = (snap("d1", 1), snap("d2", 2), snap("d3", 3));
+        let older = [d3.clone(), d2.clone(), d1.clone()];
+        let serving = |hello: u64| {
+            move |name: &str| match name {
+                "a" => Some((1, 2)),
+                "hello" => Some((hello, 1)),
+                _ => None,
+            }
+        };
+        // Installing hello@3 while it serves hello@1: d1 says so.
+        let (against, ready, load) = to_advertise(&d3, &older, serving(1));
+        assert_eq!(
+            (against.digest.as_str(), ready, load),
+            ("d1", BTreeSet::from([0, 1]), 3)
+        );
+        // Served at the current version: the current snapshot.
+        let (against, ready, _) = to_advertise(&d3, &older, serving(3));
+        assert_eq!(
+            (against.digest.as_str(), ready),
+            ("d3", BTreeSet::from([0, 1]))
+        );
+        // No remembered state says more: the current one.
+        let (against, ready, _) = to_advertise(&d3, &[d3.clone()], serving(1));
+        assert_eq!(
+            (against.digest.as_str(), ready),
+            ("d3", BTreeSet::from([0]))
+        );
     }
 
     /// A reader that holds `hello@1` and an advertiser `h` ready for it.

@@ -237,15 +237,18 @@ fn route_elsewhere(node: &Node, desired: &Desired) {
     );
 }
 
-/// Gossips what this node serves at the current versions, and its load.
+/// Gossips what this node serves, and its load: against the current
+/// desired state, or an older one while a new version installs here
+/// (see `readiness::to_advertise`).
 async fn advertise(node: &Node, desired: &Desired) -> anyhow::Result<()> {
     let snapshot = desired.snapshot();
-    let (ready, load) = readiness::served(&snapshot, |name| {
+    let (against, ready, load) = readiness::to_advertise(&snapshot, &node.snapshots(), |name| {
         let local = node.apps.get(name)?;
         let stats = local.app.stats();
         Some((local.version, stats.active + stats.queued))
     });
-    readiness::advertise(&node.mesh.membership, &snapshot, &ready, load).await
+    let membership = &node.mesh.membership;
+    readiness::advertise_against(membership, &snapshot.digest, &against, &ready, load).await
 }
 
 /// Serves `spec` here: bytes (from a peer if they are missing or no
