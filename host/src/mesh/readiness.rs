@@ -484,7 +484,7 @@ mod tests {
             ("d3", BTreeSet::from([0, 1]))
         );
         // No remembered state says more: the current one.
-        let (against, ready, _) = to_advertise(&d3, &[d3.clone()], serving(1));
+        let (against, ready, _) = to_advertise(&d3, std::slice::from_ref(&d3), serving(1));
         assert_eq!(
             (against.digest.as_str(), ready),
             ("d3", BTreeSet::from([0]))
