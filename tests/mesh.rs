@@ -441,7 +441,7 @@ fn a_frozen_holder_costs_a_forwarded_request_no_more_than_its_detection() {
         });
     }
     mesh.host(h).signal("STOP");
-    let _stopped = Stopped(mesh.host(h));
+    let stopped = Stopped(mesh.host(h));
     let frozen = Instant::now();
     let requests: Vec<_> = (0..16)
         .flat_map(|i| urls.iter().map(move |url| (i, url.clone())))
@@ -469,6 +469,12 @@ fn a_frozen_holder_costs_a_forwarded_request_no_more_than_its_detection() {
             ));
         }
     }
+    // Thawed, it takes its app back, and not one request fails.
+    let load = Load::start(urls.clone(), Duration::from_millis(10));
+    drop(stopped);
+    std::thread::sleep(Duration::from_secs(6));
+    let thawed = load.finish();
+    wrong.extend(load::failures(&thawed));
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
@@ -621,5 +627,34 @@ fn redeploys_under_load_never_503_on_forwarders() {
         failures.len()
     );
     assert!(count > 500, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A forwarder frozen past the failure detector (SIGSTOP, then SIGCONT):
+/// the requests that waited in its queues are answered once it resumes,
+/// served by the holder that never went away.
+#[test]
+fn a_forwarder_thawed_after_a_freeze_serves_what_waited() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    let holder = wait_for_holder(&mesh, 0, "solo");
+    let f = mesh.host((index_of(&mesh, &holder) + 1) % 3);
+    wait_until(CONVERGE, "solo served through a forwarder", || {
+        f.get("/solo").status == 200
+    });
+    let load = Load::start(vec![f.url("/solo"); 4], Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(500));
+    f.signal("STOP");
+    let stopped = Stopped(f);
+    std::thread::sleep(Duration::from_secs(5));
+    drop(stopped);
+    std::thread::sleep(Duration::from_secs(3));
+    let samples = load.finish();
+    let failures = load::failures(&samples);
+    let count = samples.iter().map(Vec::len).sum::<usize>();
+    eprintln!(
+        "thawed forwarder: {count} requests, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }
