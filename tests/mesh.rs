@@ -118,8 +118,17 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
     }
     assert_eq!(stdout.matches(" live ").count(), 3, "{stdout}");
 
-    // A removal on one node propagates to all.
-    mesh.host(1).cli_ok(&SHOAL, &["rm", "hello"]);
+    // A removal on one node propagates to all; its reply names the
+    // tombstone's version and origin (what orders it against deploys).
+    let known = admin_json(mesh.host(1), "/v1/apps/hello")["version"].clone();
+    let reply = mesh
+        .host(1)
+        .admin_send("DELETE", "/v1/apps/hello", "application/json", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let removed: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(removed["name"], "hello", "{removed}");
+    assert_eq!(removed["origin"], mesh.host(1).name(), "{removed}");
+    assert_eq!(removed["version"], known.as_u64().unwrap() + 1, "{removed}");
     for host in mesh.live() {
         wait_until(
             CONVERGE,

@@ -138,10 +138,15 @@ async fn route(
             deploy(request, node, &name).await
         }
         (&Method::DELETE, ["v1", "apps", name]) => {
-            node.remove(name).await?;
+            let record = node.remove(name).await?;
             Ok(json(
                 StatusCode::OK,
-                &serde_json::json!({ "removed": name }),
+                &serde_json::json!({
+                    "removed": name,
+                    "name": name,
+                    "version": record.version,
+                    "origin": record.origin,
+                }),
             ))
         }
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
