@@ -44,14 +44,20 @@ pub(crate) fn served(
     (ready, load)
 }
 
+/// How many of the latest states readiness may be advertised against
+/// while an app installs here: readers remember more than these (16), so
+/// they can decode it, and an install that never ends stops counting
+/// after a few changes of state.
+const ADVERTISE_BACK: usize = 4;
+
 /// What this node should advertise it serves: its readiness against
 /// `current`, or, while an app is served here at another version than
 /// `current` says (its new version is being installed here), against the
-/// snapshot of `older` (newest first) that marks more apps ready, if one
-/// does: an app being upgraded here stays visibly served at its old
-/// version, so forwarders keep sending it here meanwhile. Returns that
-/// snapshot, the ready positions in it, and the requests in flight over
-/// every app served here.
+/// one of the [`ADVERTISE_BACK`] latest states of `older` (newest first)
+/// that marks more apps ready, if one does: an app being upgraded here
+/// stays visibly served at its old version, so forwarders keep sending it
+/// here meanwhile. Returns that snapshot, the ready positions in it, and
+/// the requests in flight over every app served here.
 pub(crate) fn to_advertise(
     current: &Arc<Snapshot>,
     older: &[Arc<Snapshot>],
@@ -63,7 +69,8 @@ pub(crate) fn to_advertise(
         return (current.clone(), ready, load);
     }
     let mut best = (current.clone(), ready);
-    for snapshot in older.iter().filter(|s| s.digest != current.digest) {
+    let older = older.iter().take(ADVERTISE_BACK);
+    for snapshot in older.filter(|s| s.digest != current.digest) {
         let (ready, _) = served(snapshot, &here);
         if ready.len() > best.1.len() {
             best = (snapshot.clone(), ready);
@@ -483,6 +490,13 @@ mod tests {
             (against.digest.as_str(), ready),
             ("d3", BTreeSet::from([0, 1]))
         );
+        // Too far back for readers to be sure to hold it: the current one.
+        let far: Vec<_> = (0..ADVERTISE_BACK)
+            .map(|_| d3.clone())
+            .chain([d1])
+            .collect();
+        let (against, _, _) = to_advertise(&d3, &far, serving(1));
+        assert_eq!(against.digest, "d3");
         // No remembered state says more: the current one.
         let (against, ready, _) = to_advertise(&d3, std::slice::from_ref(&d3), serving(1));
         assert_eq!(
