@@ -48,6 +48,9 @@ pub(crate) const MAX_HOPS: usize = 2;
 /// How long a node that refused a connection, or let a request run out of
 /// time, is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
+/// How long a request whose holder was declared dead still waits for an
+/// answer already on its way.
+const AFTER_DEATH: Duration = Duration::from_millis(250);
 
 /// Counts kept for `/metrics`.
 #[derive(Default)]
@@ -257,11 +260,9 @@ impl Forwarder {
         let until = tokio::time::Instant::now() + bound.deadline + bound.grace;
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut tables = self.table.subscribe();
-        let result = tokio::select! {
-            result = tokio::time::timeout_at(until, self.client.request(request)) => Some(result),
-            () = declared_dead(&mut tables, &holder.node) => None,
-        };
+        let tables = self.table.subscribe();
+        let request = self.client.request(request);
+        let result = answer_or_death(request, until, tables, &holder.node).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
         let error = match result {
             Some(Ok(Ok(response))) => {
@@ -324,6 +325,26 @@ fn gateway_timeout(text: String) -> Response<Body> {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(1));
     response
+}
+
+/// The answer to `request` by `until` (`Err` past it), or `None` if the
+/// mesh declares `node` dead first and no answer follows within
+/// [`AFTER_DEATH`]: an answer already on its way still counts (a node
+/// thawed from a freeze counts its peers dead for a moment).
+async fn answer_or_death<T>(
+    request: impl Future<Output = T>,
+    until: tokio::time::Instant,
+    mut tables: watch::Receiver<Arc<ReadyTable>>,
+    node: &str,
+) -> Option<Result<T, tokio::time::error::Elapsed>> {
+    let mut request = std::pin::pin!(request);
+    tokio::select! {
+        biased;
+        result = tokio::time::timeout_at(until, &mut request) => return Some(result),
+        () = declared_dead(&mut tables, node) => {}
+    }
+    let after = until.min(tokio::time::Instant::now() + AFTER_DEATH);
+    tokio::time::timeout_at(after, request).await.ok().map(Ok)
 }
 
 /// Resolves once `tables` no longer count `node` live: the failure
