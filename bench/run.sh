@@ -14,6 +14,14 @@
 # Beside them, a mesh of two `shoal host`s serves the same hello from one
 # node: loaded directly, and through the other node, which forwards; the
 # difference is what forwarding costs (MESH=0 skips it).
+# State rows (KV=0 skips): the kv-probe guest (tests/guests) doing one get
+# and one increment per request (`/bench/counter`) and one get of a
+# 100-byte value (`/bench/read`), and examples/counter's `/count` (one
+# increment through shoal-sdk), under `shoal run --kv default` on a
+# durable SQLite store in KV_DIR (default: under CARGO_TARGET_DIR, so on
+# a disk and not a tmpfs); the summary gives the CPU per request each adds
+# over hello and the fsync latency of KV_DIR's disk (dd ... oflag=dsync),
+# which bounds what group commit can do.
 #
 #   bench/run.sh                      # 3 rounds of 10 s at 8 and 64 connections
 #   ROUNDS=5 DURATION=20s bench/run.sh
@@ -39,16 +47,33 @@ SDK_COMPONENT=""
 if [ -z "${COMPONENT:-}" ]; then
   # `hello` on raw bindings, and `sdk-hello`: the same response written
   # with shoal-sdk, to measure what the SDK costs per request.
+  GUESTS=(-p hello -p sdk-hello -p probe)
+  if [ "${KV:-1}" != 0 ]; then
+    if [ -d tests/guests/kv-probe ]; then GUESTS+=(-p kv-probe); else
+      echo "bench: tests/guests/kv-probe is missing; skipping its key-value rows" >&2; fi
+    cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml \
+      -p counter --target-dir "$CARGO_TARGET_DIR/examples"
+    COUNTER="$CARGO_TARGET_DIR/examples/wasm32-wasip2/release/counter.wasm"
+  fi
   cargo build --release -q --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml \
-    -p hello -p sdk-hello -p probe --target-dir "$CARGO_TARGET_DIR/guests"
+    "${GUESTS[@]}" --target-dir "$CARGO_TARGET_DIR/guests"
   COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/hello.wasm"
   SDK_COMPONENT="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/sdk_hello.wasm"
   PROBE="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/probe.wasm"
+  if [[ " ${GUESTS[*]} " == *" kv-probe "* ]]; then
+    KV_PROBE="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/kv_probe.wasm"
+  fi
 fi
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
+# The key-value stores: on the disk the data dir would be on, not a tmpfs.
+KV_DIR="${KV_DIR:-$CARGO_TARGET_DIR/bench-kv}"
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+  if [ -n "${KV_STATE:-}" ]; then rm -rf "$KV_STATE"; fi
+}
 trap cleanup EXIT
 
 # start NAME COMMAND...: runs a server on 127.0.0.1:0 and waits (60 s at
@@ -100,6 +125,34 @@ if [ -n "${PROBE:-}" ] && [ "${MIX:-1}" != 0 ]; then
   SCRIPT_shoal_echo="$WORK/post64k.lua"; SCRIPT_wasmtime_echo="$WORK/post64k.lua"
 fi
 
+# The state rows: kv-probe's get+increment and get, and the SDK counter,
+# each on its own durable store.
+if [ -n "${KV_PROBE:-}${COUNTER:-}" ] && [ "${KV:-1}" != 0 ]; then
+  KV_STATE="$KV_DIR/run.$$"
+  mkdir -p "$KV_STATE"
+  # fsync latency of that disk: 1000 synchronous 4 KiB writes.
+  dd_line="$(LC_ALL=C dd if=/dev/zero of="$KV_STATE/fsync.probe" bs=4k count=1000 oflag=dsync 2>&1 | tail -1)"
+  rm -f "$KV_STATE/fsync.probe"
+  FSYNC_US="$(echo "$dd_line" | sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p' | awk '{printf "%.0f", $1 * 1000}')"
+  export FSYNC_US FSYNC_FS="$(stat -f -c %T "$KV_STATE") at $KV_DIR"
+  if [ -n "${KV_PROBE:-}" ]; then
+    start kv env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$KV_PROBE" --listen 127.0.0.1:0 \
+      --kv default --state-dir "$KV_STATE/kv-probe"
+    # What /bench/read reads: a 100-byte value.
+    head -c 100 /dev/zero | tr '\0' v | curl -sf -X PUT --data-binary @- "http://$ADDR_kv/kv/default/read" >/dev/null \
+      || { echo "bench: kv-probe did not store the value /bench/read reads" >&2; exit 1; }
+    SYSTEMS+=(kv_counter kv_read)
+    ADDR_kv_counter="$ADDR_kv"; URL_kv_counter=/bench/counter
+    ADDR_kv_read="$ADDR_kv"; URL_kv_read=/bench/read
+  fi
+  if [ -n "${COUNTER:-}" ]; then
+    start counter env SHOAL_CACHE_DIR="$WORK/cache" SHOAL_LOG=warn "$BIN/shoal" run "$COUNTER" --listen 127.0.0.1:0 \
+      --kv default --state-dir "$KV_STATE/counter"
+    SYSTEMS+=(sdk_counter)
+    ADDR_sdk_counter="$ADDR_counter"; URL_sdk_counter=/count
+  fi
+fi
+
 if [ "${MESH:-1}" != 0 ]; then
   "$BIN/shoal" keygen "$WORK/cluster.key" 2>/dev/null
   mesh_host() { # NAME [--join ADDR]
@@ -133,6 +186,7 @@ PIDS_shoal="${PID_shoal:-}"; PIDS_sdk="${PID_sdk:-}"; PIDS_wasmtime="${PID_wasmt
 PIDS_shoal_out="${PID_probe_shoal:-}"; PIDS_shoal_echo="${PID_probe_shoal:-}"
 PIDS_wasmtime_out="${PID_probe_wasmtime:-}"; PIDS_wasmtime_echo="${PID_probe_wasmtime:-}"
 PIDS_direct="${PID_m1:-} ${PID_m2:-}"; PIDS_forwarded="${PID_m1:-} ${PID_m2:-}"
+PIDS_kv_counter="${PID_kv:-}"; PIDS_kv_read="${PID_kv:-}"; PIDS_sdk_counter="${PID_counter:-}"
 TICK="$(getconf CLK_TCK)"
 # cpu_seconds SYSTEM: user + system CPU time its servers have used so far.
 cpu_seconds() {
@@ -195,7 +249,8 @@ for conns in sorted({c for _, c in med}):
     for system, label in (("shoal", "shoal run"), ("sdk", "shoal run, sdk"), ("wasmtime", "wasmtime serve"), ("hyper", "hyper (no wasm)"),
                           ("direct", "mesh, holder"), ("forwarded", "mesh, forwarded"),
                           ("shoal_out", "64k out, shoal"), ("wasmtime_out", "64k out, wasmtime"),
-                          ("shoal_echo", "64k echo, shoal"), ("wasmtime_echo", "64k echo, wasmt.")):
+                          ("shoal_echo", "64k echo, shoal"), ("wasmtime_echo", "64k echo, wasmt."),
+                          ("kv_read", "kv: get"), ("kv_counter", "kv: get+incr"), ("sdk_counter", "kv: incr, sdk")):
         if (system, conns) not in med: continue
         rps, p50, p99, cpu, wrk_cpu = med[(system, conns)]
         mix = system.split("_")[1] if "_" in system else None
@@ -230,6 +285,23 @@ for conns in sorted({c for _, c in med}):
         d, f = med[("direct", conns)], med[("forwarded", conns)]
         print(f"forwarding adds {f[1] - d[1]:+.2f} ms at p50 and {f[2] - d[2]:+.2f} ms at p99 at {conns} connections "
               f"({f[0] / d[0]:.2f}x the holder's req/s)")
+if os.environ.get("FSYNC_US"):
+    print(f"fsync latency of the key-value stores' disk ({os.environ.get('FSYNC_FS', '?')}): "
+          f"{os.environ['FSYNC_US']} us per synchronous 4 KiB write (dd bs=4k count=1000 oflag=dsync)")
+print("targets: a get costs <= 15% CPU per request over hello; durable increments >= 5,000/s at 64 connections")
+for conns in sorted({c for _, c in med}):
+    hello = med.get(("shoal", conns))
+    for system, what in (("kv_read", "get"), ("kv_counter", "get+increment"), ("sdk_counter", "sdk increment")):
+        row = med.get((system, conns))
+        if not row or not hello: continue
+        extra = row[3] - hello[3]
+        line = (f"kv {what} at {conns} connections: {row[0]:.0f} req/s ({row[0] / hello[0]:.2f}x hello's), "
+                f"{row[3]:.1f} us CPU per request, {extra:+.1f} us ({100 * extra / hello[3] if hello[3] else 0:+.0f}%) over hello's {hello[3]:.1f}")
+        if system == "kv_read":
+            line += f": {'met' if row[3] <= 1.15 * hello[3] else 'MISSED'}"
+        elif system == "kv_counter" and conns == 64:
+            line += f": {'met' if row[0] >= 5000 else 'MISSED'}"
+        print(line)
 for (system, conns), errs in sorted(errors.items()):
     print(f"note: {system} at {conns} connections reported: {errs[0]}")
 PY

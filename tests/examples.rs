@@ -1,7 +1,9 @@
 //! The SDK examples, served by the real `shoal` binary — and by `wasmtime
 //! serve` where it is installed, to prove them portable.
 
-use shoal_test_support::{Shoal, echo_duplex, examples, get, post, upstream};
+use std::time::Duration;
+
+use shoal_test_support::{Reply, Shoal, agent, echo_duplex, examples, get, post, upstream};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -117,4 +119,124 @@ fn stream_moves_large_bodies_both_ways() {
         let length = std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         assert_eq!(length, 3_000_000);
     }
+}
+
+/// PUTs, POSTs or DELETEs on the counter example.
+fn send(server: &Shoal, method: &str, path: &str, body: &str) -> Reply {
+    let url = server.url(path);
+    let response = match method {
+        "PUT" => agent().put(&url).send(body),
+        "POST" => agent().post(&url).send(body),
+        _ => agent().delete(&url).call(),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().read_to_string().unwrap();
+    Reply {
+        status,
+        body,
+        headers: vec![],
+        elapsed: Duration::ZERO,
+    }
+}
+
+#[test]
+fn counter_keeps_its_count_and_notes_across_restarts_and_reads_its_config() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let args = [
+        "--kv",
+        "default",
+        "--config",
+        "greeting=hi",
+        "--state-dir",
+        dir,
+    ];
+    let mut server = Shoal::run(SHOAL, examples::COUNTER, &args);
+    assert!(
+        server.get("/").body.starts_with("hi! "),
+        "{}",
+        server.get("/").body
+    );
+    assert_eq!(server.get("/count").body, "1\n");
+    assert_eq!(server.get("/count").body, "2\n");
+
+    let created = send(&server, "PUT", "/notes/milk", r#"{"text": "buy milk"}"#);
+    assert_eq!(
+        (created.status, created.body.as_str()),
+        (201, r#"{"text":"buy milk","done":false}"#)
+    );
+    let done = r#"{"text": "buy milk", "done": true}"#;
+    assert_eq!(send(&server, "PUT", "/notes/milk", done).status, 200);
+    assert_eq!(
+        send(&server, "PUT", "/notes/eggs", r#"{"text": "eggs"}"#).status,
+        201
+    );
+    assert_eq!(send(&server, "PUT", "/notes/x", "not json").status, 400);
+    let marked = send(&server, "POST", "/notes/eggs/done", "");
+    assert_eq!(
+        (marked.status, marked.body.as_str()),
+        (200, r#"{"text":"eggs","done":true}"#)
+    );
+    assert_eq!(send(&server, "POST", "/notes/none/done", "").status, 404);
+    assert_eq!(
+        server.get("/notes/milk").body,
+        r#"{"text":"buy milk","done":true}"#
+    );
+    assert_eq!(server.get("/notes").body, r#"["milk","eggs"]"#);
+    assert_eq!(send(&server, "DELETE", "/notes/eggs", "").status, 204);
+    assert_eq!(send(&server, "DELETE", "/notes/eggs", "").status, 404);
+    assert_eq!(server.get("/notes/eggs").status, 404);
+
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some());
+    let server = Shoal::run(SHOAL, examples::COUNTER, &args);
+    assert_eq!(
+        server.get("/count").body,
+        "3\n",
+        "the count survives a restart"
+    );
+    assert_eq!(server.get("/notes").body, r#"["milk"]"#);
+
+    // Nothing granted: the store is refused with the flag that grants it,
+    // and there is no greeting but the default.
+    let bare = Shoal::run(SHOAL, examples::COUNTER, &["--state-dir", ":memory:"]);
+    let denied = bare.get("/count");
+    assert_eq!(denied.status, 403);
+    assert!(denied.body.contains("--kv default"), "{}", denied.body);
+    assert!(bare.get("/").body.starts_with("hello! "));
+}
+
+#[test]
+fn counter_lists_past_a_page_of_keys_and_reports_the_hosts_limits() {
+    let args = ["--kv", "default", "--state-dir", ":memory:"];
+    let server = Shoal::run(SHOAL, examples::COUNTER, &args);
+    // More notes than one page of keys (1000): `GET /notes` follows the
+    // cursor to the end, listing each once.
+    let mut ids: Vec<String> = (0..1100).map(|i| format!("n{i:04}")).collect();
+    for id in &ids {
+        let put = send(&server, "PUT", &format!("/notes/{id}"), r#"{"text": "x"}"#);
+        assert_eq!(put.status, 201, "{id}: {}", put.body);
+    }
+    let listed = server.get("/notes");
+    assert_eq!(listed.status, 200);
+    let mut listed: Vec<String> = serde_json::from_str(&listed.body).unwrap();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+
+    // A value over the host's 1 MiB limit: the SDK's error names the store,
+    // the key and the limit, and nothing is written.
+    let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(1 << 20));
+    let refused = send(&server, "PUT", "/notes/big", &big);
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused
+            .body
+            .contains("key `note:big` in key-value store `default`")
+            && refused.body.contains("limit"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(server.get("/notes/big").status, 404);
 }

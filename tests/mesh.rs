@@ -128,7 +128,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
         .admin_send("DELETE", "/v1/apps/hello", "application/json", b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let removed: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-    assert_eq!(removed["name"], "hello", "{removed}");
+    assert_eq!(removed["removed"], "hello", "{removed}");
     assert_eq!(removed["origin"], mesh.host(1).name(), "{removed}");
     assert_eq!(removed["version"], known.as_u64().unwrap() + 1, "{removed}");
     for host in mesh.live() {

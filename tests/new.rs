@@ -10,9 +10,14 @@ use shoal_test_support::{Shoal, run_to_exit};
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
 fn shoal_new(dir: &Path, name: &str) -> (bool, String) {
+    shoal_new_with(dir, name, &[])
+}
+
+fn shoal_new_with(dir: &Path, name: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(SHOAL)
         .arg("new")
         .arg(name)
+        .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
@@ -108,4 +113,66 @@ fn a_wrong_handler_signature_is_reported_at_the_users_code() {
         stderr.contains("IntoResponse") && stderr.contains("src/lib.rs:2:"),
         "{stderr}"
     );
+}
+
+/// `shoal new --template kv` in a fresh directory, then `cargo build`:
+/// the component's path, and the directory it lives as long as.
+fn new_kv_project(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = shoal_new_with(dir.path(), name, &["--template", "kv"]);
+    assert!(ok, "{stderr}");
+    let artifact = name.replace('-', "_");
+    assert!(
+        stderr.contains(&format!(
+            "{artifact}.wasm --kv default --config greeting=hi"
+        )),
+        "{stderr}"
+    );
+    let (ok, stderr) = cargo_build(&dir.path().join(name), &target_dir());
+    assert!(ok, "{stderr}");
+    let wasm = target_dir().join(format!("wasm32-wasip2/release/{artifact}.wasm"));
+    (dir, wasm)
+}
+
+/// The kv template builds, and its component imports the key-value and
+/// config interfaces (only those its handler calls end up imported).
+#[test]
+fn the_kv_template_builds_a_component_importing_kv_and_config() {
+    let (_dir, wasm) = new_kv_project("my-kv");
+    let bytes = std::fs::read(&wasm).unwrap();
+    for import in [
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:config/store@0.2.0-draft-2024-09-27",
+    ] {
+        assert!(
+            bytes.windows(import.len()).any(|w| w == import.as_bytes()),
+            "{} does not import {import}",
+            wasm.display()
+        );
+    }
+}
+
+/// What the kv template makes counts its visits and greets from config.
+#[test]
+fn the_kv_template_counts_visits_and_greets_from_config() {
+    let (_dir, wasm) = new_kv_project("kv-count");
+    let args = [
+        "--kv",
+        "default",
+        "--config",
+        "greeting=hi",
+        "--state-dir",
+        ":memory:",
+    ];
+    let shoal = Shoal::run(SHOAL, wasm.to_str().unwrap(), &args);
+    assert_eq!(shoal.get("/").body, "hi, visitor number 1!\n");
+    assert_eq!(shoal.get("/").body, "hi, visitor number 2!\n");
+    let put = shoal_test_support::agent()
+        .put(&shoal.url("/values/colour"))
+        .send("teal")
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(shoal.get("/values/colour").body, "teal");
+    assert_eq!(shoal.get("/values/size").status, 404);
 }

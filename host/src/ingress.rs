@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
-use crate::mesh::forward::Forwarder;
+use crate::mesh::forward::{Forwarder, HOP_HEADER};
 use crate::metrics::Metrics;
 use crate::respond::{plain, retry_later};
 use crate::routes::{Resolve, Target};
@@ -98,6 +98,32 @@ async fn to_the_back_of_the_queue() {
     .await
 }
 
+/// No app is routed at the request's path. If a peer forwarded it here
+/// (it carries the hop header), the peer believes this node serves it: this
+/// node has not learned the app yet (it was just restarted or replaced at
+/// the holder's address) or the peer has not learned its removal. If this
+/// node may not know every app of the mesh yet (`forward` says it is
+/// catching up), the app may exist elsewhere. Either settles within a
+/// pull, so 503 + `Retry-After`; a 404 would tell the client the app does
+/// not exist.
+fn unrouted(request: &Request<Incoming>, forward: Option<&Forwarder>) -> Response<Body> {
+    let path = request.uri().path();
+    if request.headers().contains_key(HOP_HEADER) {
+        return retry_later(format!(
+            "no app is routed at {path} on this node yet, though a peer forwarded the request here; retry shortly\n"
+        ));
+    }
+    if forward.is_some_and(Forwarder::catching_up) {
+        return retry_later(format!(
+            "no app is routed at {path} on this node yet, which is still learning the mesh's apps; retry shortly\n"
+        ));
+    }
+    plain(
+        StatusCode::NOT_FOUND,
+        format!("no app is routed at {path}\n"),
+    )
+}
+
 async fn handle(
     request: Request<Incoming>,
     routes: &dyn Resolve,
@@ -106,16 +132,7 @@ async fn handle(
 ) -> Response<Body> {
     let host = request_host(&request, local);
     let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
-        if config.forward.as_ref().is_some_and(|f| f.catching_up()) {
-            return retry_later(format!(
-                "no app is routed at {} on this node yet, which is still learning the mesh's apps; retry shortly\n",
-                request.uri().path()
-            ));
-        }
-        return plain(
-            StatusCode::NOT_FOUND,
-            format!("no app is routed at {}\n", request.uri().path()),
-        );
+        return unrouted(&request, config.forward.as_deref());
     };
     if let Some(length) = content_length(&request)
         && length > config.max_request_body

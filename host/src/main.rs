@@ -13,6 +13,7 @@ mod dirs;
 mod executor;
 mod guest_logs;
 mod ingress;
+mod kv;
 mod mesh;
 mod metrics;
 mod node;

@@ -1,6 +1,7 @@
 //! Prometheus metrics (the `prometheus-client` crate): requests by app and
 //! status, latency, instantiations, active instances, queue depth, compile
-//! time. Gauges are read from the apps at scrape time.
+//! time, and the key-value engine's writes, commits and sizes per app.
+//! Gauges are read from the apps and the engine at scrape time.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,8 +34,43 @@ fn compile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
 
+fn commit_histogram() -> Histogram {
+    // 50 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// What the key-value writer counts: write jobs, commits (their ratio is
+/// the group-commit factor) and the time of each commit. Clones count into
+/// the same series.
+#[derive(Clone, Debug)]
+pub(crate) struct KvMetrics {
+    pub writes: Counter,
+    pub commits: Counter,
+    pub commit_seconds: Histogram,
+}
+
+impl Default for KvMetrics {
+    fn default() -> Self {
+        KvMetrics {
+            writes: Counter::default(),
+            commits: Counter::default(),
+            commit_seconds: commit_histogram(),
+        }
+    }
+}
+
+/// One app's key-value data, for a scrape.
+pub(crate) struct KvGauges {
+    pub app: String,
+    pub bytes: u64,
+    pub keys: u64,
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
+    kv: KvMetrics,
+    kv_bytes: Family<AppLabel, Gauge>,
+    kv_keys: Family<AppLabel, Gauge>,
     requests: Family<AppStatus, Counter>,
     latency: Family<AppLabel, Histogram, fn() -> Histogram>,
     compile: Family<AppLabel, Histogram, fn() -> Histogram>,
@@ -96,8 +132,15 @@ impl Metrics {
             "Requests waiting for an instance, by app",
             queued.clone(),
         );
+        let kv = KvMetrics::default();
+        let kv_bytes = Family::<AppLabel, Gauge>::default();
+        let kv_keys = Family::<AppLabel, Gauge>::default();
+        register_kv(&mut registry, &kv, &kv_bytes, &kv_keys);
         Metrics {
             registry,
+            kv,
+            kv_bytes,
+            kv_keys,
             requests,
             latency,
             compile,
@@ -106,6 +149,11 @@ impl Metrics {
             queued,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// The key-value writer's counters, registered here.
+    pub(crate) fn kv(&self) -> KvMetrics {
+        self.kv.clone()
     }
 
     pub(crate) fn request(&self, app: &str, status: u16, elapsed: Duration) {
@@ -128,12 +176,24 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition, with gauges from `apps`.
-    pub(crate) fn render(&self, apps: impl IntoIterator<Item = AppGauges>) -> String {
+    /// The Prometheus text exposition, with gauges from `apps` and the
+    /// key-value data of `kv`.
+    pub(crate) fn render(
+        &self,
+        apps: impl IntoIterator<Item = AppGauges>,
+        kv: impl IntoIterator<Item = KvGauges>,
+    ) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.instantiations.clear();
         self.active.clear();
         self.queued.clear();
+        self.kv_bytes.clear();
+        self.kv_keys.clear();
+        for data in kv {
+            let label = AppLabel { app: data.app };
+            self.kv_bytes.get_or_create(&label).set(data.bytes as i64);
+            self.kv_keys.get_or_create(&label).set(data.keys as i64);
+        }
         for app in apps {
             let label = AppLabel { app: app.app };
             self.instantiations
@@ -148,6 +208,39 @@ impl Metrics {
     }
 }
 
+fn register_kv(
+    registry: &mut Registry,
+    kv: &KvMetrics,
+    bytes: &Family<AppLabel, Gauge>,
+    keys: &Family<AppLabel, Gauge>,
+) {
+    registry.register(
+        "kv_writes",
+        "Key-value writes the engine applied or refused",
+        kv.writes.clone(),
+    );
+    registry.register(
+        "kv_commits",
+        "Key-value transactions committed (writes / commits is the group-commit factor)",
+        kv.commits.clone(),
+    );
+    registry.register(
+        "kv_commit_seconds",
+        "Time of one key-value batch, from BEGIN to the end of COMMIT (its fsync)",
+        kv.commit_seconds.clone(),
+    );
+    registry.register(
+        "kv_bytes",
+        "Bytes (keys plus values) an app keeps in its key-value stores",
+        bytes.clone(),
+    );
+    registry.register(
+        "kv_keys",
+        "Keys an app keeps in its key-value stores",
+        keys.clone(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,12 +249,20 @@ mod tests {
     fn renders_requests_and_gauges() {
         let metrics = Metrics::new(None);
         metrics.request("hello", 200, Duration::from_millis(2));
-        let text = metrics.render([AppGauges {
-            app: "hello".into(),
-            instantiations: 3,
-            active: 1,
-            queued: 0,
-        }]);
+        let text = metrics.render(
+            [AppGauges {
+                app: "hello".into(),
+                instantiations: 3,
+                active: 1,
+                queued: 0,
+            }],
+            [KvGauges {
+                app: "hello".into(),
+                bytes: 42,
+                keys: 2,
+            }],
+        );
+        metrics.kv().writes.inc();
         assert!(
             text.contains("shoal_requests_total{app=\"hello\",status=\"200\"} 1"),
             "{text}"
@@ -174,5 +275,9 @@ mod tests {
             text.contains("shoal_request_duration_seconds_bucket"),
             "{text}"
         );
+        assert!(text.contains("shoal_kv_bytes{app=\"hello\"} 42"), "{text}");
+        assert!(text.contains("shoal_kv_keys{app=\"hello\"} 2"), "{text}");
+        assert!(text.contains("shoal_kv_commits_total 0"), "{text}");
+        assert!(text.contains("shoal_kv_commit_seconds_bucket"), "{text}");
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shoal_runtime::state::{ConfigValues, KvLimits};
 use shoal_runtime::{DeniedAddrs, Limits, OutboundRule, Policy};
 
 use crate::replicas::Replicas;
@@ -41,6 +42,20 @@ pub(crate) struct AppSpec {
     /// How many nodes of a mesh serve it.
     #[serde(default)]
     pub replicas: Replicas,
+    /// Key-value stores the app may open (`--kv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
+    /// Bytes (keys plus values) the app may keep over all its stores;
+    /// `None`: [`KvLimits`]' default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_quota: Option<u64>,
+    /// Configuration values the guest reads (`--config`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Configuration values never shown (`--secret`): views, logs and
+    /// errors name them only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Fields this version does not know, from a newer one.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -62,6 +77,10 @@ impl fmt::Debug for AppSpec {
             .field("max_queue", &self.max_queue)
             .field("allow_outbound", &self.allow_outbound)
             .field("replicas", &self.replicas)
+            .field("kv", &self.kv)
+            .field("kv_quota", &self.kv_quota)
+            .field("config", &self.config.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -88,6 +107,10 @@ impl AppSpec {
             max_queue: 0,
             allow_outbound: Vec::new(),
             replicas: Replicas::default(),
+            kv: Vec::new(),
+            kv_quota: None,
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
     }
@@ -114,7 +137,10 @@ impl AppSpec {
             memory: self.memory,
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue as usize,
-            kv: Default::default(),
+            kv: KvLimits {
+                quota: self.kv_quota.unwrap_or(KvLimits::default().quota),
+                ..KvLimits::default()
+            },
         }
     }
 
@@ -134,8 +160,14 @@ impl AppSpec {
                 .collect(),
             deny_outbound: deny.to_vec(),
             denied_addrs: denied.clone(),
-            kv_stores: Vec::new(),
-            config: Default::default(),
+            kv_stores: self.kv.clone(),
+            config: ConfigValues(
+                self.config
+                    .iter()
+                    .chain(&self.secrets)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         }
     }
 
@@ -178,7 +210,78 @@ impl AppSpec {
         for rule in &self.allow_outbound {
             rule.parse::<OutboundRule>().map_err(SpecError)?;
         }
+        self.validate_state()
+    }
+
+    /// Checks the stores, quota, config and secrets.
+    pub(crate) fn validate_state(&self) -> Result<(), SpecError> {
+        for store in &self.kv {
+            validate_store(store)?;
+        }
+        if self.kv_quota == Some(0) {
+            return Err(SpecError(
+                "`kv-quota` must be more than zero, e.g. `64MiB`".into(),
+            ));
+        }
+        for (key, kind) in self
+            .config
+            .keys()
+            .map(|k| (k, "config"))
+            .chain(self.secrets.keys().map(|k| (k, "secret")))
+        {
+            if key.is_empty() || key.len() > MAX_CONFIG_KEY || key.contains(['=', '\0']) {
+                return Err(SpecError(format!(
+                    "invalid {kind} name `{}`: it must be 1 to {MAX_CONFIG_KEY} bytes with no `=` or NUL",
+                    key.escape_debug()
+                )));
+            }
+        }
+        if let Some(both) = self.config.keys().find(|k| self.secrets.contains_key(*k)) {
+            return Err(SpecError(format!(
+                "`{both}` is given both as `--config` and as `--secret`; give it once"
+            )));
+        }
+        let total: usize = self
+            .config
+            .iter()
+            .chain(&self.secrets)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if total > MAX_CONFIG_TOTAL {
+            return Err(SpecError(format!(
+                "config and secrets together are {total} bytes, over the limit of {MAX_CONFIG_TOTAL} bytes (64 KiB); keep large data in a key-value store"
+            )));
+        }
+        if !self.kv.is_empty() && self.replicas != Replicas::Count(1) {
+            return Err(SpecError(format!(
+                "an app with `--kv` runs on one node until its stores are replicated across the mesh (a later version of shoal); deploy it with `--replicas 1` (it asks for {})",
+                self.replicas
+            )));
+        }
         Ok(())
+    }
+}
+
+/// Longest config or secret name, in bytes.
+const MAX_CONFIG_KEY: usize = 256;
+/// Most bytes of config and secrets (names and values) of one app.
+const MAX_CONFIG_TOTAL: usize = 64 << 10;
+
+/// `default`, or 1 to 63 of `[a-z0-9_-]` starting alphanumeric.
+pub(crate) fn validate_store(store: &str) -> Result<(), SpecError> {
+    let ok = !store.is_empty()
+        && store.len() <= 63
+        && store
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && store.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError(format!(
+            "invalid key-value store name `{}`: use 1 to 63 lowercase letters, digits, `_` and `-`, starting with a letter or digit, e.g. `default`",
+            store.escape_debug()
+        )))
     }
 }
 
@@ -278,7 +381,71 @@ pub(crate) mod tests {
             max_queue: 10,
             allow_outbound: vec![],
             replicas: Replicas::default(),
+            kv: vec![],
+            kv_quota: None,
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn state_grants_config_and_secrets_are_checked_and_filled_in() {
+        let mut s = spec("a");
+        s.kv = vec!["default".into(), "sessions_2".into()];
+        s.kv_quota = Some(1 << 20);
+        s.config.insert("GREETING".into(), "hi".into());
+        s.secrets.insert("TOKEN".into(), "s3cr3t".into());
+        assert!(s.validate(1 << 30).is_ok());
+        let policy = s.policy(&[], &DeniedAddrs::new());
+        assert_eq!(policy.kv_stores, s.kv);
+        assert_eq!(policy.config.get("TOKEN"), Some("s3cr3t"));
+        assert_eq!(policy.config.get("GREETING"), Some("hi"));
+        assert_eq!(s.limits().kv.quota, 1 << 20);
+        assert_eq!(spec("a").limits().kv, KvLimits::default());
+        let debug = format!("{s:?} {policy:?}");
+        assert!(
+            debug.contains("TOKEN") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("\"hi\""),
+            "config values stay out of Debug: {debug}"
+        );
+        for bad in ["", "Default", "-x", "a/b", &"a".repeat(64)] {
+            let mut t = s.clone();
+            t.kv = vec![bad.into()];
+            assert!(t.validate(1 << 30).is_err(), "{bad}");
+        }
+        let mut t = s.clone();
+        t.config.insert("TOKEN".into(), "x".into());
+        assert!(t.validate(1 << 30).unwrap_err().0.contains("both"));
+        let mut t = s.clone();
+        t.secrets.insert("A=B".into(), "x".into());
+        let refused = t.validate(1 << 30).unwrap_err().0;
+        assert!(
+            refused.contains("secret") && !refused.contains("s3cr3t"),
+            "{refused}"
+        );
+        let mut t = s.clone();
+        t.config.insert("BIG".into(), "x".repeat(65 << 10));
+        assert!(t.validate(1 << 30).unwrap_err().0.contains("64 KiB"));
+        let mut t = s.clone();
+        t.replicas = Replicas::Count(2);
+        let refused = t.validate(1 << 30).unwrap_err().0;
+        assert!(
+            refused.contains("--replicas 1") && refused.contains("replicated"),
+            "{refused}"
+        );
+        t.kv.clear();
+        assert!(t.validate(1 << 30).is_ok(), "without --kv any replicas go");
+    }
+
+    #[test]
+    fn old_records_round_trip_without_the_state_fields() {
+        let json = serde_json::to_value(spec("a")).unwrap();
+        for field in ["kv", "kv_quota", "config", "secrets"] {
+            assert!(json.get(field).is_none(), "an empty `{field}` is written");
         }
     }
 

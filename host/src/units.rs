@@ -62,6 +62,61 @@ pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A `--secret` argument: `KEY=@FILE` reads FILE (relative to `base`;
+/// one trailing newline dropped), a bare `KEY` reads the environment
+/// variable `KEY`. Errors name the key and the file, never a value; a
+/// literal `KEY=VALUE` is refused so it never lands in shell history.
+pub(crate) fn parse_secret(s: &str, base: &std::path::Path) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, file)) if !key.is_empty() && file.starts_with('@') => Ok((
+            key.to_string(),
+            read_secret_file(key, &base.join(&file[1..]))?,
+        )),
+        Some((key, _)) => Err(format!(
+            "`--secret {key}=…` takes no literal value (it would stay in shell history and process lists); write `--secret {key}=@FILE` to read a file, or `--secret {key}` to read the environment variable `{key}`"
+        )),
+        None if !s.is_empty() => Ok((s.to_string(), read_secret_env(s, s)?)),
+        None => Err("`--secret` needs a name: `--secret KEY=@FILE` or `--secret KEY`".into()),
+    }
+}
+
+/// The secret `key` from `file`, one trailing newline dropped.
+pub(crate) fn read_secret_file(key: &str, file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        format!(
+            "cannot read secret `{key}` from `{}`: {e}; give a readable UTF-8 file",
+            file.display()
+        )
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+}
+
+/// The secret `key` from the environment variable `var` of this process.
+pub(crate) fn read_secret_env(key: &str, var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| {
+        format!(
+            "secret `{key}`: the environment variable `{var}` is not set (or not UTF-8); set it, or read a file with `{key}=@FILE`"
+        )
+    })
+}
+
+/// `1234` as `1.2 KiB`, and so on.
+pub(crate) fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +156,36 @@ mod tests {
         assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
         assert!(parse_env("=x").is_err());
         assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(format_size(12), "12 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(64 << 20), "64.0 MiB");
+    }
+
+    #[test]
+    fn secrets_come_from_files_or_the_environment_never_literals() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "s3cr3t\n").unwrap();
+        assert_eq!(
+            parse_secret("TOKEN=@t", dir.path()).unwrap(),
+            ("TOKEN".into(), "s3cr3t".into())
+        );
+        let literal = parse_secret("TOKEN=s3cr3t", dir.path()).unwrap_err();
+        assert!(
+            !literal.contains("s3cr3t") && literal.contains("=@FILE"),
+            "{literal}"
+        );
+        let missing = parse_secret("TOKEN=@nope", dir.path()).unwrap_err();
+        assert!(
+            missing.contains("TOKEN") && missing.contains("nope"),
+            "{missing}"
+        );
+        let unset = parse_secret("SHOAL_TEST_SURELY_UNSET_VAR", dir.path()).unwrap_err();
+        assert!(unset.contains("not set"), "{unset}");
+        let path = parse_secret("PATH", dir.path()).unwrap();
+        assert_eq!(path.1, std::env::var("PATH").unwrap());
     }
 }

@@ -92,6 +92,7 @@ impl Runtime {
             config.name.into(),
             config.policy,
             limits,
+            config.state,
             sink,
         ));
         let driver = Driver::new(&compiled.pre, &shared);

@@ -269,9 +269,13 @@ fn link_wasi(linker: &mut Linker<StoreData>, flavor: EngineFlavor) -> wasmtime::
     // its context (nothing granted by default), not by what is linked.
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    // Key-value and config: a guest reaches only the stores and values its
+    // app was granted (`state::StateGrant`).
+    crate::state::add_to_linker(linker, StoreData::state)?;
     if flavor == EngineFlavor::Concurrent {
         wasmtime_wasi::p3::add_to_linker(linker)?;
         wasmtime_wasi_http::p3::add_to_linker(linker)?;
+        crate::state::add_concurrent_to_linker(linker, StoreData::state)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What lives in each request's store: the WASI and wasi:http contexts, the
 //! resource table (capped), the memory limiter (charged what the table
-//! holds), and the hook that sends outbound HTTP through `outbound/`.
+//! holds), the hook that sends outbound HTTP through `outbound/`, and the
+//! app's grant of key-value stores and configuration (`state/`).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::host_memory::{self, MAX_FIELDS_SIZE, MAX_TABLE_ENTRIES};
 use crate::limits::MemoryLimiter;
 use crate::outbound::{Outbound, Sent};
 use crate::policy::Policy;
+use crate::state::{StateCtx, StateGrant, StateView};
 
 /// The data of one instance's [`wasmtime::Store`].
 pub(crate) struct StoreData {
@@ -23,15 +25,17 @@ pub(crate) struct StoreData {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundHooks,
+    state: StateCtx,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl StoreData {
-    /// A fresh context that grants exactly what `policy` says; guest output
-    /// goes to `sink` within the app's `budget`.
+    /// A fresh context that grants exactly what `policy` and `grant` say;
+    /// guest output goes to `sink` within the app's `budget`.
     pub(crate) fn new(
         app: &Arc<str>,
         policy: &Arc<Policy>,
+        grant: &Arc<StateGrant>,
         memory_limit: u64,
         sink: &Arc<dyn LogSink>,
         budget: &Arc<LineBudget>,
@@ -57,6 +61,7 @@ impl StoreData {
                 policy: policy.clone(),
                 sink: sink.clone(),
             }),
+            state: StateCtx::new(grant),
             limiter: MemoryLimiter::new(memory_limit),
         }
     }
@@ -67,6 +72,14 @@ impl StoreData {
         let unsent_body = (OUTGOING_BODY_BUFFER_CHUNKS * OUTGOING_BODY_CHUNK_SIZE) as u64;
         let held = host_memory::held(&mut self.table, unsent_body);
         self.limiter.charge_host(held)
+    }
+
+    /// What the state interfaces (key-value, config) work on.
+    pub(crate) fn state(&mut self) -> StateView<'_> {
+        StateView {
+            ctx: &mut self.state,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -5,6 +5,9 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::config::ConfigError;
+use crate::kv::KvError;
+
 /// A handler error: a status and a short message sent as a plain-text body.
 ///
 /// Every error type converts into it with `?`, and picks its status on the
@@ -17,6 +20,9 @@ use http::StatusCode;
 /// | [`FetchError::Denied`] | 403, naming the host flag that would allow it |
 /// | [`FetchError::Prohibited`] | 403, saying how to allow the address |
 /// | [`FetchError::Failed`] | 502 |
+/// | [`KvError::AccessDenied`] | 403, naming the `--kv` flag that grants the store |
+/// | [`KvError::Contended`] | 503 |
+/// | any other [`KvError`], a [`ConfigError`] | 500 with the message (the store, the key, the host's reason) |
 /// | anything else | 500 `internal server error`; the cause goes to the component's log (stderr) |
 ///
 /// Like `anyhow::Error`, it does not implement [`std::error::Error`]
@@ -91,6 +97,19 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> Error {
             FetchError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         return Error::new(status, fetch.to_string());
+    }
+    if let Some(kv) = error.downcast_ref::<KvError>() {
+        let status = match kv {
+            KvError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+            KvError::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        eprintln!("shoal-sdk: answering {} because of: {kv}", status.as_u16());
+        return Error::new(status, kv.to_string());
+    }
+    if let Some(config) = error.downcast_ref::<ConfigError>() {
+        eprintln!("shoal-sdk: answering 500 because of: {config}");
+        return Error::internal(config.to_string());
     }
     #[cfg(feature = "json")]
     if let Some(json) = error.downcast_ref::<serde_json::Error>() {
@@ -200,6 +219,34 @@ mod tests {
             Error::from(FetchError::Failed("refused".into())).status(),
             502
         );
+    }
+
+    #[test]
+    fn state_errors_answer_with_their_message() {
+        let denied = Error::from(KvError::AccessDenied {
+            store: "carts".into(),
+        });
+        assert_eq!(denied.status(), 403);
+        assert!(denied.message().contains("--kv carts"), "{denied}");
+        let limit = Error::from(KvError::Other {
+            store: "default".into(),
+            key: Some("k".into()),
+            message: "value over the 1 MiB limit".into(),
+        });
+        assert_eq!(limit.status(), 500);
+        assert!(limit.message().contains("1 MiB limit"), "{limit}");
+        let contended = Error::from(KvError::Contended {
+            store: "default".into(),
+            key: "k".into(),
+            attempts: 100,
+        });
+        assert_eq!(contended.status(), 503);
+        let config = Error::from(ConfigError::Io {
+            key: Some("greeting".into()),
+            message: "eof".into(),
+        });
+        assert_eq!(config.status(), 500);
+        assert!(config.message().contains("`greeting`"), "{config}");
     }
 
     #[cfg(feature = "json")]

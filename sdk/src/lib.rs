@@ -21,16 +21,25 @@
 //! the status it answers with, and `?` converts any error (bad JSON → 400,
 //! a denied outbound request → 403, anything else → 500).
 //!
+//! State and configuration: [`kv::Store`] keeps values between requests
+//! (`shoal run --kv default`), and [`config::get`] reads the values the
+//! host sets (`--config greeting=hi`).
+//!
 //! The SDK is built only on the standard `wasi:http` interfaces (through
 //! the `wasip2` crate), so a component made with it runs on Shoal and on
-//! any other `wasi:http` host (`wasmtime serve -Scli`) unchanged. Build
-//! with `cargo build --target wasm32-wasip2 --release`.
+//! any other `wasi:http` host (`wasmtime serve -Scli`) unchanged; [`kv`]
+//! and [`config`] add `wasi:keyvalue` and `wasi:config` (the drafts Spin
+//! links), imported only by a component that calls them. Build with
+//! `cargo build --target wasm32-wasip2 --release`.
 #![deny(missing_docs)]
 
+mod bindings;
 mod body;
+pub mod config;
 mod error;
 mod executor;
 mod fetch;
+pub mod kv;
 mod query;
 mod request;
 mod response;

@@ -12,6 +12,10 @@ const GUESTS: &[(&str, &str)] = &[
     ("CLI_ONLY", "cli-only.wasm"),
     ("COMPAT_WSTD", "compat_wstd.wasm"),
     ("COMPAT_SPIN", "compat_spin.wasm"),
+    ("KV_PROBE", "kv_probe.wasm"),
+    ("COMPAT_WASI_KV", "compat_wasi_kv.wasm"),
+    ("COMPAT_SPIN_KV", "compat_spin_kv.wasm"),
+    ("COMPAT_SPIN5", "compat_spin5.wasm"),
 ];
 
 /// The examples, built with their own workspace's release profile.
@@ -21,6 +25,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("EXAMPLE_ROUTER", "router.wasm"),
     ("EXAMPLE_FETCH", "fetch.wasm"),
     ("EXAMPLE_STREAM", "stream.wasm"),
+    ("EXAMPLE_COUNTER", "counter.wasm"),
 ];
 
 fn main() {
@@ -30,6 +35,7 @@ fn main() {
         "../../sdk/src",
         "../../sdk/macro/src",
         "../../sdk/Cargo.toml",
+        "../../sdk/wit",
     ] {
         println!(
             "cargo:rerun-if-changed={}",

@@ -88,6 +88,8 @@ pub const SDK: Floors = &[
     &["request"],
     &["body", "writer"],
     &["error", "executor"],
+    &["kv", "config"],
+    &["bindings"],
 ];
 
 /// A crate's source folder and the table of its floors.

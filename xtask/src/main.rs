@@ -11,6 +11,12 @@
 //! - `bench`: the benchmark harness, `bench/run.sh`.
 //! - `mesh-sim [ARGS...]`: the mesh simulation (100 nodes, 1,000 apps by
 //!   default), `shoal mesh-sim` built in release.
+//! - `chaos [--minutes M] [--seed S] [--release]`: a chaos soak (issue 16):
+//!   five hosts in network namespaces (root; else loopback-only faults)
+//!   under load, random faults for M minutes (default 10) from seed S
+//!   (decimal or 0x hex; default from the clock, always printed), then the
+//!   checker; the report is in `target/chaos/<seed>/`. The short run
+//!   (fixed seed, ~60 s) is part of `test`.
 
 mod layers;
 mod lexer;
@@ -26,6 +32,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
+        Some("chaos") => chaos(&args[1..]),
         Some("layers") => layers::run(&root()),
         Some("sizes") => sizes::run(&root()),
         Some("bench") => run(Command::new("bash").arg(root().join("bench/run.sh"))),
@@ -43,7 +50,7 @@ fn main() -> ExitCode {
             ])
             .args(&args[1..])),
         _ => Err(
-            "usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | layers | sizes | bench | mesh-sim [ARGS...]>"
+            "usage: cargo xtask <demo [SHOAL RUN ARGS...] | test | layers | sizes | bench | mesh-sim [ARGS...] | chaos [--minutes M] [--seed S] [--release]>"
                 .into(),
         ),
     };
@@ -136,6 +143,53 @@ fn demo(shoal_args: &[String]) -> Result<(), String> {
         ])
         .arg(hello)
         .args(shoal_args))
+}
+
+/// `chaos --minutes M --seed S [--release]`: the chaos suite's ignored
+/// `soak` test, with its output shown.
+fn chaos(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut command = cargo();
+    command.arg("test");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next().cloned().ok_or_else(|| {
+                format!("`{name}` needs a value, e.g. `cargo xtask chaos {name} 10`")
+            })
+        };
+        match arg.as_str() {
+            "--minutes" => {
+                let minutes = value("--minutes")?;
+                minutes
+                    .parse::<u32>()
+                    .map_err(|_| format!("--minutes `{minutes}` is not a whole number"))?;
+                command.env("SHOAL_CHAOS_MINUTES", minutes);
+            }
+            "--seed" => {
+                command.env("SHOAL_CHAOS_SEED", value("--seed")?);
+            }
+            "--release" => {
+                command.arg("--release");
+            }
+            other => {
+                return Err(format!(
+                    "unknown chaos flag `{other}`; usage: cargo xtask chaos [--minutes M] [--seed S] [--release]"
+                ));
+            }
+        }
+    }
+    run(command.args([
+        "-p",
+        "shoal-host",
+        "--test",
+        "chaos",
+        "--",
+        "--ignored",
+        "--exact",
+        "soak",
+        "--nocapture",
+    ]))
 }
 
 /// The guest-side workspaces, built apart from the host's.

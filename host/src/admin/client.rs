@@ -29,6 +29,12 @@ pub(crate) struct AppInfo {
     pub nodes: Vec<String>,
     #[serde(default)]
     pub ready_on: Vec<String>,
+    #[serde(default)]
+    pub kv: Vec<String>,
+    #[serde(default)]
+    pub kv_bytes: u64,
+    #[serde(default)]
+    pub kv_keys: u64,
 }
 
 /// A member as `GET /v1/nodes` lists it.
@@ -218,6 +224,38 @@ impl AdminClient {
             b"",
         )
         .map(drop)
+    }
+
+    /// GETs `path` as raw bytes (`None` on 404).
+    pub(crate) fn get_bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(auth) = self.auth() {
+            request = request.header("authorization", auth);
+        }
+        let result = request.call();
+        if let Ok(response) = &result
+            && response.status() == 404
+        {
+            return Ok(None);
+        }
+        let mut response = self.finish(result)?;
+        Ok(Some(response.body_mut().read_to_vec()?))
+    }
+
+    /// GETs `path` as JSON.
+    pub(crate) fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.get(path)
+    }
+
+    /// Sends `body` to `path` and reads the JSON answer.
+    pub(crate) fn send_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<T> {
+        self.send(method, path, content_type, body)
     }
 
     /// Prints the app's recent guest output; with `follow`, keeps printing

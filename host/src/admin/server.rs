@@ -16,13 +16,13 @@ use tokio::net::TcpListener;
 use super::error::ApiError;
 use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
-use super::{peer, views};
+use super::{kv, peer, views};
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
-use crate::metrics::AppGauges;
+use crate::metrics::{AppGauges, KvGauges};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
-use crate::spec::AppSpec;
+use crate::spec::{AppSpec, redacted};
 use crate::tls::Encrypted;
 
 /// Largest JSON body (an app spec) accepted.
@@ -138,17 +138,10 @@ async fn route(
             deploy(request, node, &name).await
         }
         (&Method::DELETE, ["v1", "apps", name]) => {
-            let record = node.remove(name).await?;
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "removed": name,
-                    "name": name,
-                    "version": record.version,
-                    "origin": record.origin,
-                }),
-            ))
+            node.remove(name).await?;
+            Ok(json(StatusCode::OK, &removed(node, name)))
         }
+        (_, ["v1", "kv", rest @ ..]) => kv::serve(request, node, method, rest).await,
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
             let follow = request
                 .uri()
@@ -163,6 +156,22 @@ async fn route(
     }
 }
 
+/// What a removal answers: the name, and the stamp of the removal this
+/// node just recorded, so a client can order it against concurrent
+/// deploys. A change merged from a peer in between may already have
+/// superseded it: then `version` and `origin` are `null`.
+fn removed(node: &Node, name: &str) -> serde_json::Value {
+    let desired = node.desired();
+    let ours = desired
+        .get(name)
+        .filter(|r| r.spec.is_none() && r.origin == node.mesh.me);
+    serde_json::json!({
+        "removed": name,
+        "version": ours.map(|r| r.version),
+        "origin": ours.map(|r| r.origin.as_str()),
+    })
+}
+
 fn metrics(node: &Node) -> Response<AdminBody> {
     let gauges = node.apps.list().into_iter().map(|d| {
         let stats = d.app.stats();
@@ -173,7 +182,16 @@ fn metrics(node: &Node) -> Response<AdminBody> {
             queued: stats.queued,
         }
     });
-    let text = node.metrics.render(gauges);
+    let kv = node.kv.usage_by_app().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read key-value sizes for /metrics");
+        Vec::new()
+    });
+    let kv = kv.into_iter().map(|u| KvGauges {
+        app: u.app,
+        bytes: u.bytes,
+        keys: u.keys,
+    });
+    let text = node.metrics.render(gauges, kv);
     let mut response = body(StatusCode::OK, Bytes::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -243,8 +261,13 @@ async fn deploy(
 ) -> Result<Response<AdminBody>, ApiError> {
     guard::content_type(&request, "application/json")?;
     let bytes = read_body(request, MAX_JSON, "the app spec", "send a smaller spec").await?;
-    let spec: AppSpec = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid app spec: {e}")))?;
+    let spec: AppSpec = serde_json::from_slice(&bytes).map_err(|e| {
+        // The spec holds env values and secrets: name no value.
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid app spec: {}", redacted(&e)),
+        )
+    })?;
     if let Some(field) = spec.unknown_field() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

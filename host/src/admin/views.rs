@@ -1,6 +1,6 @@
 //! What the admin API answers with: the JSON views of apps, nodes, health
-//! and uploads, made from the node's state. Env values never appear (they
-//! may be secrets): views name the variables only.
+//! and uploads, made from the node's state. Env, config and secret values
+//! never appear (they may be secrets): views name them only.
 
 use std::net::SocketAddr;
 
@@ -50,6 +50,17 @@ pub(crate) struct AppView {
     pub max_concurrency: u32,
     pub max_queue: u32,
     pub allow_outbound: Vec<String>,
+    /// Key-value stores it may open.
+    pub kv: Vec<String>,
+    /// Bytes it may keep over all its stores.
+    pub kv_quota: u64,
+    /// What it keeps now (over all its stores, as this node has them).
+    pub kv_bytes: u64,
+    pub kv_keys: u64,
+    /// Names only.
+    pub config: Vec<String>,
+    /// Names only: never a value.
+    pub secrets: Vec<String>,
 }
 
 impl AppView {
@@ -68,6 +79,7 @@ impl AppView {
             ready_on.push(node.mesh.me.clone());
             ready_on.sort();
         }
+        let usage = node.kv.usage(&spec.name);
         let status = if local.is_some() {
             "ready"
         } else if !ready_on.is_empty() {
@@ -98,6 +110,12 @@ impl AppView {
             max_concurrency: spec.max_concurrency,
             max_queue: spec.max_queue,
             allow_outbound: spec.allow_outbound.clone(),
+            kv: spec.kv.clone(),
+            kv_quota: spec.limits().kv.quota,
+            kv_bytes: usage.bytes,
+            kv_keys: usage.keys,
+            config: spec.config.keys().cloned().collect(),
+            secrets: spec.secrets.keys().cloned().collect(),
         }
     }
 }

@@ -55,7 +55,7 @@ impl Deploy {
             (None, Some(component), Some(name)) => {
                 let mut spec =
                     self.app
-                        .spec(name.clone(), self.route.clone(), self.hostname.clone());
+                        .spec(name.clone(), self.route.clone(), self.hostname.clone())?;
                 spec.replicas = self.replicas;
                 vec![(component.clone(), spec)]
             }

@@ -3,17 +3,28 @@
 use clap::Args;
 
 use crate::cli::AdminFlags;
+use crate::units::format_size as size;
 
 /// List the apps of a host.
 #[derive(Args, Debug)]
 pub(crate) struct Ls {
+    /// Print the admin API's JSON (`GET /v1/apps`) instead of a table.
+    #[arg(long)]
+    json: bool,
+
     #[command(flatten)]
     admin: AdminFlags,
 }
 
 impl Ls {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let apps = self.admin.client()?.list()?;
+        let client = self.admin.client()?;
+        if self.json {
+            let apps: serde_json::Value = client.get_json("/v1/apps")?;
+            println!("{}", serde_json::to_string_pretty(&apps)?);
+            return Ok(());
+        }
+        let apps = client.list()?;
         if apps.is_empty() {
             eprintln!(
                 "no apps deployed; deploy one with `shoal deploy COMPONENT.wasm --name NAME`"
@@ -53,13 +64,18 @@ impl Ls {
                     },
                     a.replicas.clone(),
                     nodes.join(","),
+                    if a.kv.is_empty() && a.kv_keys == 0 {
+                        "-".into()
+                    } else {
+                        format!("{} keys, {}", a.kv_keys, size(a.kv_bytes))
+                    },
                     a.requests.to_string(),
                 ]
             })
             .collect();
         print_table(
             &[
-                "NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REPLICAS", "NODES", "REQUESTS",
+                "NAME", "VERSION", "HASH", "ROUTE", "STATUS", "REPLICAS", "NODES", "KV", "REQUESTS",
             ],
             &rows,
         );

@@ -14,6 +14,10 @@
 //! max-queue = 1000
 //! allow-outbound = ["api.example.com:443"]
 //! replicas = 2                  # or "all"; default 1
+//! kv = ["default"]              # key-value stores it may open
+//! kv-quota = "64MiB"
+//! config = { GREETING = "hi" }
+//! secrets = { TOKEN = "@token.txt", API_KEY = "env:API_KEY" }  # never literal
 //! ```
 
 use std::collections::BTreeMap;
@@ -25,7 +29,7 @@ use serde::Deserialize;
 use crate::cli::app_flags::defaults;
 use crate::replicas::Replicas;
 use crate::spec::AppSpec;
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size, read_secret_env, read_secret_file};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +57,14 @@ struct ManifestApp {
     allow_outbound: Vec<String>,
     #[serde(default)]
     replicas: Replicas,
+    #[serde(default)]
+    kv: Vec<String>,
+    kv_quota: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    /// Where each secret comes from: `@FILE` or `env:VAR`, never the value.
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -94,9 +106,39 @@ impl Manifest {
                 spec.max_queue = app.max_queue.unwrap_or(defaults::MAX_QUEUE);
                 spec.allow_outbound = app.allow_outbound.clone();
                 spec.replicas = app.replicas;
+                spec.kv = app.kv.clone();
+                spec.kv_quota = app
+                    .kv_quota
+                    .as_deref()
+                    .map(parse_size)
+                    .transpose()
+                    .map_err(fail)?;
+                spec.config = app.config.clone();
+                spec.secrets = self.secrets(app).map_err(fail)?;
                 Ok((self.dir.join(&app.component), spec))
             })
             .collect()
+    }
+}
+
+impl Manifest {
+    /// The secrets of `app`, read from their files (relative to the
+    /// manifest) and environment variables.
+    fn secrets(&self, app: &ManifestApp) -> Result<BTreeMap<String, String>, String> {
+        let mut secrets = BTreeMap::new();
+        for (key, source) in &app.secrets {
+            let value = if let Some(file) = source.strip_prefix('@') {
+                read_secret_file(key, &self.dir.join(file))?
+            } else if let Some(var) = source.strip_prefix("env:") {
+                read_secret_env(key, var)?
+            } else {
+                return Err(format!(
+                    "secret `{key}` must be `\"@FILE\"` or `\"env:VAR\"`: a literal value in shoal.toml would land in git"
+                ));
+            };
+            secrets.insert(key.clone(), value);
+        }
+        Ok(secrets)
     }
 }
 
@@ -123,5 +165,30 @@ mod tests {
             "{error:#}"
         );
         assert!(Manifest::parse("").is_err());
+    }
+
+    #[test]
+    fn state_keys_are_read_and_literal_secrets_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token.txt"), "s3cr3t\n").unwrap();
+        let mut manifest = Manifest::parse(
+            "[[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\nkv = [\"default\"]\nkv-quota = \"1MiB\"\nconfig = { GREETING = \"hi\" }\nsecrets = { TOKEN = \"@token.txt\", HOME_DIR = \"env:HOME\" }\n",
+        )
+        .unwrap();
+        manifest.dir = dir.path().to_path_buf();
+        let spec = &manifest.deployments().unwrap()[0].1;
+        assert_eq!(spec.kv, vec!["default".to_string()]);
+        assert_eq!(spec.kv_quota, Some(1 << 20));
+        assert_eq!(spec.config["GREETING"], "hi");
+        assert_eq!(spec.secrets["TOKEN"], "s3cr3t");
+        assert_eq!(spec.secrets["HOME_DIR"], std::env::var("HOME").unwrap());
+        let literal = Manifest::parse(
+            "[[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsecrets = { TOKEN = \"s3cr3t\" }\n",
+        )
+        .unwrap()
+        .deployments()
+        .unwrap_err();
+        let told = format!("{literal:#}");
+        assert!(told.contains("git") && !told.contains("s3cr3t"), "{told}");
     }
 }

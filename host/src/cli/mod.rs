@@ -5,6 +5,7 @@ pub(crate) mod app_flags;
 mod deploy;
 pub(crate) mod host;
 mod keygen;
+mod kv;
 mod logs;
 mod ls;
 mod manifest;
@@ -48,6 +49,7 @@ enum Command {
     #[command(hide = true)]
     CompileWorker(crate::compiler::CompileWorker),
     Rm(rm::Rm),
+    Kv(kv::Kv),
     Logs(logs::Logs),
     Status(status::Status),
     New(new::New),
@@ -66,6 +68,7 @@ impl Cli {
             Command::MeshSim(verb) => verb.execute(),
             Command::CompileWorker(verb) => verb.execute(),
             Command::Rm(verb) => verb.execute(),
+            Command::Kv(verb) => verb.execute(),
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),
             Command::New(verb) => verb.execute(),

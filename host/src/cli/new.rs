@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
-/// The template files, compiled in (see `sdk/template/README.md`).
+/// The template files every project gets, compiled in (see
+/// `sdk/template/README.md`); `src/lib.rs` is the template's own.
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
@@ -17,10 +18,6 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../sdk/template/cargo-config.toml.tmpl"),
     ),
     (
-        "src/lib.rs",
-        include_str!("../../../sdk/template/lib.rs.tmpl"),
-    ),
-    (
         ".gitignore",
         include_str!("../../../sdk/template/gitignore.tmpl"),
     ),
@@ -29,10 +26,34 @@ const FILES: &[(&str, &str)] = &[
 /// Where the SDK is in the checkout this binary was built from.
 const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Template {
     /// An HTTP component (`#[shoal_sdk::http]`).
     Http,
+    /// An HTTP component that keeps state in a key-value store and reads
+    /// config (`shoal_sdk::kv`, `shoal_sdk::config`).
+    Kv,
+}
+
+impl Template {
+    /// Its `src/lib.rs`.
+    fn lib_rs(self) -> &'static str {
+        match self {
+            Template::Http => include_str!("../../../sdk/template/lib.rs.tmpl"),
+            Template::Kv => include_str!("../../../sdk/template/kv-lib.rs.tmpl"),
+        }
+    }
+
+    /// What `shoal run` needs beside the component, and what it is.
+    fn run_flags_and_kind(self) -> (&'static str, &'static str) {
+        match self {
+            Template::Http => ("", "an HTTP component"),
+            Template::Kv => (
+                " --kv default --config greeting=hi",
+                "an HTTP component with a key-value store and config",
+            ),
+        }
+    }
 }
 
 /// Create a new component project.
@@ -53,7 +74,6 @@ pub(crate) struct New {
 
 impl New {
     pub(crate) fn execute(self) -> anyhow::Result<()> {
-        let Template::Http = self.template;
         validate_name(&self.name)?;
         let dir = PathBuf::from(&self.name);
         if dir.exists() {
@@ -72,11 +92,14 @@ impl New {
                 sdk.display()
             )
         })?;
-        write_project(&dir, &self.name, &sdk)?;
-        let artifact = self.name.replace('-', "_");
-        eprintln!("created `{}`: an HTTP component. Next:", self.name);
+        write_project(&dir, &self.name, &sdk, self.template)?;
+        let (flags, kind) = self.template.run_flags_and_kind();
+        eprintln!("created `{}`: {kind}. Next:", self.name);
         eprintln!("  cd {} && cargo build --release", self.name);
-        eprintln!("  shoal run target/wasm32-wasip2/release/{artifact}.wasm");
+        eprintln!(
+            "  shoal run target/wasm32-wasip2/release/{}.wasm{flags}",
+            artifact(&self.name)
+        );
         Ok(())
     }
 }
@@ -95,9 +118,15 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_project(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<()> {
+/// The name of the `.wasm` cargo builds for project `name`.
+fn artifact(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn write_project(dir: &Path, name: &str, sdk: &Path, template: Template) -> anyhow::Result<()> {
     let sdk = sdk.to_string_lossy().replace('\\', "/");
-    for (path, template) in FILES {
+    let lib_rs = ("src/lib.rs", template.lib_rs());
+    for (path, template) in FILES.iter().chain([&lib_rs]) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -105,6 +134,7 @@ fn write_project(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<()> {
         }
         let text = template
             .replace("{{name}}", name)
+            .replace("{{artifact}}", &artifact(name))
             .replace("{{sdk_path}}", &sdk);
         std::fs::write(&path, text)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -127,14 +157,34 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
-        let dir = tempfile::tempdir().unwrap();
-        let project = dir.path().join("demo");
-        write_project(&project, "demo", Path::new("/sdk")).unwrap();
-        for (path, _) in FILES {
-            let text = std::fs::read_to_string(project.join(path)).unwrap();
-            assert!(!text.contains("{{"), "{path}: {text}");
+        for template in [Template::Http, Template::Kv] {
+            let dir = tempfile::tempdir().unwrap();
+            let project = dir.path().join("my-demo");
+            write_project(&project, "my-demo", Path::new("/sdk"), template).unwrap();
+            for path in FILES.iter().map(|(path, _)| *path).chain(["src/lib.rs"]) {
+                let text = std::fs::read_to_string(project.join(path)).unwrap();
+                assert!(!text.contains("{{"), "{template:?} {path}: {text}");
+            }
+            let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+            assert!(
+                manifest.contains("name = \"my-demo\"") && manifest.contains("path = \"/sdk\"")
+            );
+            let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
+            assert_eq!(
+                lib.contains("shoal_sdk::kv::Store"),
+                template == Template::Kv,
+                "{lib}"
+            );
         }
-        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains("name = \"demo\"") && manifest.contains("path = \"/sdk\""));
+        let kv = tempfile::tempdir().unwrap();
+        write_project(
+            &kv.path().join("p"),
+            "my-demo",
+            Path::new("/sdk"),
+            Template::Kv,
+        )
+        .unwrap();
+        let lib = std::fs::read_to_string(kv.path().join("p/src/lib.rs")).unwrap();
+        assert!(lib.contains("release/my_demo.wasm --kv default"), "{lib}");
     }
 }

@@ -1,4 +1,6 @@
-//! `shoal run`: serve one component on one address, nothing stored.
+//! `shoal run`: serve one component on one address. Nothing is stored but
+//! the key-value stores the app is granted (`--kv`), kept under the data
+//! dir by app name (or `--state-dir`) like `spin up` keeps them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,11 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use shoal_runtime::state::{KvBackend, MemoryKv};
 use shoal_runtime::{AppConfig, Compiled, DeniedAddrs, Runtime, RuntimeConfig, TracingSink};
 
 use crate::cli::{AppFlags, ServerFlags};
 use crate::compiler::ChildCompiler;
 use crate::ingress::{self, IngressConfig};
+use crate::kv::SqliteKv;
+use crate::metrics::KvMetrics;
 use crate::progress::Progress;
 use crate::routes::SingleApp;
 use crate::tls::ServerTls;
@@ -52,11 +57,24 @@ pub(crate) struct Run {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Where the app's key-value stores are kept (`kv.db`), when it has
+    /// any (`--kv`); `:memory:` keeps nothing past this process (default:
+    /// `$XDG_DATA_HOME/shoal/run/NAME`).
+    #[arg(long, value_name = "DIR|:memory:")]
+    state_dir: Option<PathBuf>,
+
     #[command(flatten)]
     app: AppFlags,
 
     #[command(flatten)]
     server: ServerFlags,
+}
+
+/// The key-value engine of a run, and the lock that keeps a second run of
+/// the same app off its files.
+struct State {
+    backend: Option<Arc<dyn KvBackend>>,
+    _lock: Option<std::fs::File>,
 }
 
 impl Run {
@@ -93,13 +111,15 @@ impl Run {
         );
         // The guest never reaches the listener it is served on.
         let denied = DeniedAddrs::new();
+        let policy = self.app.policy(&name, &denied)?;
+        let state = self.state(&name)?;
         let app = runtime.prepare(
             &compiled,
             AppConfig {
                 name: name.clone(),
-                policy: self.app.policy(&denied),
+                policy,
                 limits: self.app.limits(),
-                state: None,
+                state: state.backend.clone(),
             },
             Arc::new(TracingSink),
         );
@@ -132,9 +152,85 @@ impl Run {
             eprintln!("stopped");
             anyhow::Ok(())
         })?;
-        // Drop the runtime (and its engine) only after every request is done.
+        // Drop the runtime (and its engine) only after every request is
+        // done, and the stores (their writer finishes) after the app.
         drop(runtime);
+        drop(state);
         Ok(())
+    }
+
+    /// Opens the app's stores if it is granted any: SQLite in the state
+    /// dir (locked, so a second run of the app fails clearly), or memory.
+    fn state(&self, name: &str) -> anyhow::Result<State> {
+        if self.app.kv.is_empty() {
+            return Ok(State {
+                backend: None,
+                _lock: None,
+            });
+        }
+        if self.state_dir.as_deref() == Some(Path::new(":memory:")) {
+            eprintln!(
+                "state: in memory (lost when this process stops; `--state-dir DIR` keeps it)"
+            );
+            return Ok(State {
+                backend: Some(Arc::new(MemoryKv::new())),
+                _lock: None,
+            });
+        }
+        let dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(name)?,
+        };
+        crate::dirs::create_private_dir(&dir).with_context(|| {
+            format!(
+                "cannot create the state directory `{}`; choose another with `--state-dir DIR`",
+                dir.display()
+            )
+        })?;
+        let lock = lock(&dir, name)?;
+        let kv = SqliteKv::open(&dir.join("kv.db"), KvMetrics::default())?;
+        eprintln!(
+            "state: {} (kept across restarts; `--state-dir :memory:` keeps nothing)",
+            kv.path().display()
+        );
+        Ok(State {
+            backend: Some(Arc::new(kv)),
+            _lock: Some(lock),
+        })
+    }
+}
+
+/// `$XDG_DATA_HOME/shoal/run/NAME`.
+fn default_state_dir(name: &str) -> anyhow::Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        bail!(
+            "the app name `{name}` cannot name a state directory; give `--name NAME` or `--state-dir DIR`"
+        );
+    }
+    let Some(data) = crate::dirs::data_dir() else {
+        bail!("no data directory (neither XDG_DATA_HOME nor HOME is set); give `--state-dir DIR`");
+    };
+    Ok(data.join("run").join(name))
+}
+
+/// Takes `DIR/lock` for this process, or says who holds it.
+fn lock(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("lock");
+    crate::dirs::create_private_file(&path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `shoal run` of `{name}` is using the state in `{}`; stop it first, or give this one another `--state-dir DIR` (or `--state-dir :memory:`)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock `{}`", path.display()))
+        }
     }
 }
 

@@ -129,7 +129,7 @@ impl Mesh {
         let membership = Membership::start(
             &gossip,
             initial,
-            &SealedUdpTransport::new(config.key.clone(), transport.clone()),
+            &SealedUdpTransport::new(config.key.clone(), transport.clone()).never_to(advertise),
         )
         .await?;
         Ok(Mesh {

@@ -25,6 +25,7 @@ use crate::compiler::ChildCompiler;
 use crate::desired::pull::Pulled;
 use crate::desired::{Desired, Record, Snapshot};
 use crate::guest_logs::LogBook;
+use crate::kv::SqliteKv;
 use crate::mesh::Mesh;
 use crate::mesh::placement::Placement;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub(crate) struct Node {
     pub config: NodeConfig,
     pub runtime: Arc<Runtime>,
     pub store: Arc<Store>,
+    /// The apps' key-value stores (`<data-dir>/kv.db`), handed to every app.
+    pub kv: Arc<SqliteKv>,
     pub apps: Arc<Apps>,
     pub logs: Arc<LogBook>,
     pub metrics: Arc<Metrics>,
@@ -96,6 +99,7 @@ impl Node {
         metrics: Metrics,
     ) -> anyhow::Result<Node> {
         let store = Store::open(&config.data_dir)?;
+        let kv = SqliteKv::open(&config.data_dir.join("kv.db"), metrics.kv())?;
         let mut runtime_config = RuntimeConfig {
             max_instances: config.max_instances,
             max_concurrency_per_app: config.max_app_concurrency,
@@ -109,6 +113,7 @@ impl Node {
             config,
             runtime: Arc::new(runtime),
             store: Arc::new(store),
+            kv: Arc::new(kv),
             apps: Arc::new(Apps::default()),
             logs: Arc::new(LogBook::default()),
             metrics: Arc::new(metrics),
@@ -284,7 +289,7 @@ impl Node {
                 name: spec.name.clone(),
                 policy: spec.policy(&self.deny, &self.denied),
                 limits: spec.limits(),
-                state: None,
+                state: Some(self.kv.clone()),
             },
             self.logs.clone(),
         );

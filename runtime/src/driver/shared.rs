@@ -17,6 +17,7 @@ use crate::host_memory::MAX_TABLE_ENTRIES;
 use crate::instance::StoreData;
 use crate::limits::Limits;
 use crate::policy::Policy;
+use crate::state::{KvBackend, StateGrant};
 
 /// How long past its deadline a request may take before the host stops
 /// waiting for the guest to report it; the guest is stopped at the deadline.
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) deadlines: Arc<Deadlines>,
     pub(crate) app: Arc<str>,
     policy: Arc<Policy>,
+    /// The stores, engine and configuration its guests were granted.
+    grant: Arc<StateGrant>,
     pub(crate) limits: Limits,
     sink: Arc<dyn LogSink>,
     /// The lines its guests may still log, shared by all its instances.
@@ -54,16 +57,20 @@ pub(crate) struct Ended {
 
 impl Shared {
     /// What the requests of app `app` share: stores of `engine`, granted
-    /// `policy` and held to `limits`, with guest output going to `sink`.
+    /// `policy` (its key-value stores in `state`) and held to `limits`,
+    /// with guest output going to `sink`.
     pub(crate) fn new(
         engine: Engine,
         deadlines: Arc<Deadlines>,
         app: Arc<str>,
         policy: Policy,
         limits: Limits,
+        state: Option<Arc<dyn KvBackend>>,
         sink: Arc<dyn LogSink>,
     ) -> Shared {
+        let grant = StateGrant::new(&app, &policy, &limits.kv, state);
         Shared {
+            grant,
             engine,
             deadlines,
             app,
@@ -81,6 +88,7 @@ impl Shared {
         let data = StoreData::new(
             &self.app,
             &self.policy,
+            &self.grant,
             self.limits.memory,
             &self.sink,
             &self.budget,

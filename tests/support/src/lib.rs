@@ -30,6 +30,18 @@ pub mod guests {
     pub const COMPAT_WSTD: &str = env!("SHOAL_GUEST_COMPAT_WSTD");
     /// A guest written with spin-sdk 7 (WASIp3).
     pub const COMPAT_SPIN: &str = env!("SHOAL_GUEST_COMPAT_SPIN");
+    /// A WASIp2 guest with one route per key-value and config call, on
+    /// `wasi:keyvalue@0.2.0-draft2` and `wasi:config@0.2.0-draft-2024-09-27`.
+    pub const KV_PROBE: &str = env!("SHOAL_GUEST_KV_PROBE");
+    /// A guest on `wasi:keyvalue@0.2.0-draft` and `wasi:config@0.2.0-rc.1`
+    /// as a wasmtime or wasmCloud user writes it (WASIp2).
+    pub const COMPAT_WASI_KV: &str = env!("SHOAL_GUEST_COMPAT_WASI_KV");
+    /// A guest written with spin-sdk 7's `key_value` and `variables`
+    /// (WASIp3).
+    pub const COMPAT_SPIN_KV: &str = env!("SHOAL_GUEST_COMPAT_SPIN_KV");
+    /// A guest written with spin-sdk 5.2's `key_value` and `variables`
+    /// (WASIp2, `fermyon:spin@2.0.0`).
+    pub const COMPAT_SPIN5: &str = env!("SHOAL_GUEST_COMPAT_SPIN5");
 }
 
 /// Paths of the examples (`examples/`), built with their release profile.
@@ -44,6 +56,8 @@ pub mod examples {
     pub const FETCH: &str = env!("SHOAL_EXAMPLE_FETCH");
     /// `examples/stream`.
     pub const STREAM: &str = env!("SHOAL_EXAMPLE_STREAM");
+    /// `examples/counter`.
+    pub const COUNTER: &str = env!("SHOAL_EXAMPLE_COUNTER");
 }
 
 /// How long a `shoal` process may take to say it is ready.

@@ -56,11 +56,27 @@ pub use stats::TransportStats;
 pub struct SealedUdpTransport {
     key: Keyring,
     stats: Arc<TransportStats>,
+    /// The address this node advertises: never a gossip target.
+    own: Option<SocketAddr>,
 }
 
 impl SealedUdpTransport {
     pub fn new(key: Keyring, stats: Arc<TransportStats>) -> Self {
-        SealedUdpTransport { key, stats }
+        SealedUdpTransport {
+            key,
+            stats,
+            own: None,
+        }
+    }
+
+    /// Never gossips to `advertised`, this node's own address. chitchat
+    /// skips its own id, but a restarted node's earlier incarnation (same
+    /// address, older generation) is another, dead id it may pick; a Syn
+    /// to itself would make the replay guard take its own address for a
+    /// peer's and refuse everything sealed for it.
+    pub fn never_to(mut self, advertised: SocketAddr) -> Self {
+        self.own = Some(advertised);
+        self
     }
 }
 
@@ -68,7 +84,8 @@ impl SealedUdpTransport {
 impl Transport for SealedUdpTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         let socket =
-            SealedUdpSocket::bind(listen_addr, self.key.clone(), self.stats.clone()).await?;
+            SealedUdpSocket::bind(listen_addr, self.key.clone(), self.stats.clone(), self.own)
+                .await?;
         Ok(Box::new(socket))
     }
 }

@@ -46,6 +46,9 @@ pub(super) struct SealedUdpSocket {
     pending: Option<Pending>,
     reassembly: Reassembly,
     next_message_id: u32,
+    /// This node's own addresses: the advertised one, and the bound one
+    /// unless it is unspecified. Nothing is ever sent to them.
+    own: Vec<SocketAddr>,
 }
 
 /// One authenticated message on its way through the decoder. Each step
@@ -65,6 +68,7 @@ impl SealedUdpSocket {
         listen_addr: SocketAddr,
         key: Keyring,
         stats: Arc<TransportStats>,
+        advertised: Option<SocketAddr>,
     ) -> anyhow::Result<SealedUdpSocket> {
         let wire = UdpSocket::bind(listen_addr).await.with_context(|| {
             format!("cannot bind gossip to {listen_addr}/udp; is another process using that port?")
@@ -75,6 +79,8 @@ impl SealedUdpSocket {
         })?;
         let (id, sender) = random.split_at(4);
         let codec = Codec::open().await?;
+        let bound = wire.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+        let own = advertised.into_iter().chain(bound).map(canonical).collect();
         tracing::debug!(%listen_addr, codec = %codec.tap_addr(), "sealed gossip socket open");
         Ok(SealedUdpSocket {
             wire,
@@ -88,6 +94,7 @@ impl SealedUdpSocket {
             pending: None,
             reassembly: Reassembly::default(),
             next_message_id: u32::from_le_bytes(id.try_into()?),
+            own,
         })
     }
 
@@ -267,6 +274,10 @@ impl Socket for SealedUdpSocket {
         to: SocketAddr,
         envelope: ChitchatEnvelope,
     ) -> anyhow::Result<SendOutcome> {
+        if self.own.contains(&canonical(to)) {
+            tracing::debug!(%to, "gossip to this node's own address skipped (an earlier incarnation of it)");
+            return Ok(SendOutcome { num_bytes_sent: 0 });
+        }
         let now_ms = unix_now_ms();
         if matches!(envelope.message, ChitchatMessage::Syn { .. }) {
             // A Syn goes to another member's advertised address (or a
@@ -322,6 +333,10 @@ impl Socket for SealedUdpSocket {
             }
         }
     }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[cfg(test)]
