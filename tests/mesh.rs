@@ -6,16 +6,26 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::LazyLock;
+
 use shoal_test_support::{Mesh, Shoal, get, guests, wait_until};
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+#[path = "mesh/faults.rs"]
+mod faults;
+#[path = "mesh/load.rs"]
+mod load;
+use load::Load;
+
+/// The binary under test (`SHOAL_BIN` names an older build to show a test
+/// fails on it).
+static SHOAL: LazyLock<String> = LazyLock::new(|| shoal_test_support::shoal_bin!());
 /// Generous bound for anything the mesh must converge on.
 const CONVERGE: Duration = Duration::from_secs(30);
 
 /// `shoal keygen FILE`.
 fn keygen(file: &Path) {
     let (status, _, stderr) = shoal_test_support::run_to_exit(
-        SHOAL,
+        &SHOAL,
         &["keygen", file.to_str().unwrap()],
         Duration::from_secs(10),
     );
@@ -36,7 +46,7 @@ fn admin_json(host: &Shoal, path: &str) -> serde_json::Value {
 fn deploy(host: &Shoal, name: &str, extra: &[&str]) {
     let mut args = vec!["deploy", guests::HELLO, "--name", name];
     args.extend(extra);
-    host.cli_ok(SHOAL, &args);
+    host.cli_ok(&SHOAL, &args);
 }
 
 /// The nodes placement puts `app` on, and those ready for it, as `host`
@@ -67,7 +77,7 @@ fn index_of(mesh: &Mesh, name: &str) -> usize {
 
 #[test]
 fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
-    let mesh = Mesh::start(SHOAL, 3, &[]);
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
     let (a, c) = (mesh.host(0), mesh.host(2));
 
     // Deployed on A, the app becomes known to every node and is served
@@ -80,7 +90,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
             || host.get("/hello").status == 200,
         );
     }
-    let (stdout, _) = c.cli_ok(SHOAL, &["ls"]);
+    let (stdout, _) = c.cli_ok(&SHOAL, &["ls"]);
     assert!(stdout.contains("hello"), "{stdout}");
     let (nodes, _) = placement(c, "hello");
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -104,14 +114,23 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
     });
 
     // `shoal nodes` lists the three, live, with what they hold.
-    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    let (stdout, _) = a.cli_ok(&SHOAL, &["nodes"]);
     for host in mesh.live() {
         assert!(stdout.contains(host.name()), "{stdout}");
     }
     assert_eq!(stdout.matches(" live ").count(), 3, "{stdout}");
 
-    // A removal on one node propagates to all.
-    mesh.host(1).cli_ok(SHOAL, &["rm", "hello"]);
+    // A removal on one node propagates to all; its reply names the
+    // tombstone's version and origin (what orders it against deploys).
+    let known = admin_json(mesh.host(1), "/v1/apps/hello")["version"].clone();
+    let reply = mesh
+        .host(1)
+        .admin_send("DELETE", "/v1/apps/hello", "application/json", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let removed: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(removed["removed"], "hello", "{removed}");
+    assert_eq!(removed["origin"], mesh.host(1).name(), "{removed}");
+    assert_eq!(removed["version"], known.as_u64().unwrap() + 1, "{removed}");
     for host in mesh.live() {
         wait_until(
             CONVERGE,
@@ -134,7 +153,7 @@ fn three_hosts_form_a_mesh_and_any_node_serves_any_app() {
 
 #[test]
 fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
-    let mut mesh = Mesh::start(SHOAL, 3, &[]);
+    let mut mesh = Mesh::start(&SHOAL, 3, &[]);
     deploy(mesh.host(0), "solo", &[]);
     let holder = wait_for_holder(&mesh, 0, "solo");
     let h = index_of(&mesh, &holder);
@@ -156,7 +175,7 @@ fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
     // The accepting node's loss loses nothing either: every survivor still
     // knows the app (it was deployed on node 0, which may be the one killed).
     for host in mesh.live() {
-        assert!(host.cli_ok(SHOAL, &["ls"]).0.contains("solo"));
+        assert!(host.cli_ok(&SHOAL, &["ls"]).0.contains("solo"));
     }
 
     // Bring it back while requests keep flowing through the survivors:
@@ -216,7 +235,7 @@ fn wait_for_holder(mesh: &Mesh, i: usize, app: &str) -> String {
 
 #[test]
 fn a_node_with_another_key_is_kept_out() {
-    let mesh = Mesh::start(SHOAL, 1, &[]);
+    let mesh = Mesh::start(&SHOAL, 1, &[]);
     let a = mesh.host(0);
     // Its own data dir makes its own key: it cannot join.
     let dir = tempfile::tempdir().unwrap();
@@ -224,7 +243,7 @@ fn a_node_with_another_key_is_kept_out() {
     keygen(&other_key);
     let data = dir.path().join("data");
     let intruder = Shoal::host(
-        SHOAL,
+        &SHOAL,
         &data,
         &[
             "--name",
@@ -241,7 +260,7 @@ fn a_node_with_another_key_is_kept_out() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(members(a), 1);
     assert_eq!(members(&intruder), 1);
-    let (stdout, _) = a.cli_ok(SHOAL, &["nodes"]);
+    let (stdout, _) = a.cli_ok(&SHOAL, &["nodes"]);
     assert!(!stdout.contains("intruder"), "{stdout}");
 }
 
@@ -258,7 +277,7 @@ fn dropped(host: &Shoal) -> u64 {
 fn joining_without_the_key_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let (status, _, stderr) = shoal_test_support::run_to_exit(
-        SHOAL,
+        &SHOAL,
         &[
             "host",
             "--data-dir",
@@ -277,4 +296,159 @@ fn joining_without_the_key_is_refused_with_the_fix() {
     assert!(!status.success());
     assert!(stderr.contains("--cluster-key-file"), "{stderr}");
     assert!(!Path::new(&dir.path().join("cluster.key")).exists());
+}
+
+/// How many apps `host` knows of.
+fn apps_known(host: &Shoal) -> usize {
+    admin_json(host, "/v1/apps").as_array().map_or(0, Vec::len)
+}
+
+/// A deploy on the holder makes it ahead of every other node until they
+/// pull: a forwarder must keep sending the apps the holder already served
+/// there, never answer 503 for them meanwhile.
+#[test]
+fn deploys_on_the_holder_under_load_never_503_on_forwarders() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "hello", &[]);
+    let holder = wait_for_holder(&mesh, 0, "hello");
+    let h = index_of(&mesh, &holder);
+    for host in mesh.live() {
+        wait_until(
+            CONVERGE,
+            &format!("{} to serve /hello", host.name()),
+            || host.get("/hello").status == 200,
+        );
+    }
+    let urls = mesh
+        .live()
+        .filter(|host| host.name() != holder)
+        .map(|host| host.url("/hello"))
+        .collect();
+    let load = Load::start(urls, Duration::from_millis(2));
+    for i in 0..20 {
+        deploy(mesh.host(h), &format!("fresh-{i:02}"), &[]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(CONVERGE, "every node to know the 20 deploys", || {
+        mesh.live().all(|host| apps_known(host) == 21)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.finish();
+    let count = samples.iter().map(Vec::len).sum::<usize>();
+    let failures = load::failures(&samples);
+    let (now_on, _) = placement(mesh.host(h), "hello");
+    eprintln!(
+        "deploys on the holder {holder} (hello now on {now_on:?}): {count} requests through the forwarders, {} failed",
+        failures.len()
+    );
+    assert!(count > 500, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// `host`'s count of forwarded requests with `outcome`.
+fn forwarded(host: &Shoal, outcome: &str) -> u64 {
+    let metrics = host.admin_get("/metrics").body;
+    let line = format!("shoal_forwarded_requests_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+}
+
+/// A forwarded request names the nodes it passed through: a node never
+/// sends it back to one of them, never forwards it a third time, and
+/// refuses one that already passed through itself (a loop), each with 503
+/// and `Retry-After` at once.
+#[test]
+fn a_forwarded_request_never_loops() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "solo", &[]);
+    let holder = wait_for_holder(&mesh, 0, "solo");
+    let h = index_of(&mesh, &holder);
+    let (f, g) = (mesh.host((h + 1) % 3), mesh.host((h + 2) % 3));
+    wait_until(CONVERGE, "solo served through a forwarder", || {
+        f.get("/solo").status == 200
+    });
+    let agent = load::agent(Duration::from_secs(10));
+    let ask = |hops: &str| {
+        let asked = Instant::now();
+        let mut reply = agent
+            .get(f.url("/solo"))
+            .header("x-shoal-hop", hops)
+            .call()
+            .unwrap();
+        let body = reply.body_mut().read_to_string().unwrap();
+        let retry = reply.headers().contains_key("retry-after");
+        (reply.status().as_u16(), retry, body, asked.elapsed())
+    };
+    let sent = forwarded(f, "ok");
+    // Through one node before: forwarded on, to the holder.
+    let (status, _, body, _) = ask(g.name());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(forwarded(f, "ok"), sent + 1);
+    let refused = [
+        (holder.clone(), "has no ready instance"),
+        (
+            f.name().to_string(),
+            "moved while this request was forwarded",
+        ),
+        (format!("{},{}", g.name(), holder), "moved while"),
+    ];
+    for (hops, why) in refused {
+        let (status, retry, body, took) = ask(&hops);
+        assert_eq!((status, retry), (503, true), "hops {hops}: {body}");
+        assert!(body.contains(why), "hops {hops}: {body}");
+        assert!(took < Duration::from_secs(1), "hops {hops}: {took:?}");
+    }
+    assert_eq!(
+        forwarded(f, "ok"),
+        sent + 1,
+        "a refused request was forwarded"
+    );
+    assert_eq!(forwarded(f, "no_holder"), 3);
+}
+
+/// A redeploy of an app (a new version) on a node that does not hold it:
+/// while its holder installs the new version (compiling new bytes) it
+/// still serves the old one, and forwarders keep sending it there, never
+/// answering 503 meanwhile.
+#[test]
+fn redeploys_under_load_never_503_on_forwarders() {
+    let mesh = Mesh::start(&SHOAL, 3, &[]);
+    deploy(mesh.host(0), "hello", &[]);
+    let holder = wait_for_holder(&mesh, 0, "hello");
+    let h = index_of(&mesh, &holder);
+    let others: Vec<usize> = (1..3).map(|k| (h + k) % 3).collect();
+    for host in mesh.live() {
+        wait_until(
+            CONVERGE,
+            &format!("{} to serve /hello", host.name()),
+            || host.get("/hello").status == 200,
+        );
+    }
+    let urls = others.iter().map(|&i| mesh.host(i).url("/hello")).collect();
+    let load = Load::start(urls, Duration::from_millis(2));
+    // Every other one with new bytes, which the holder must compile first.
+    for round in 0..10 {
+        let file = [guests::PROBE, guests::HELLO][round % 2];
+        let host = mesh.host(others[round % 2]);
+        host.cli_ok(&SHOAL, &["deploy", file, "--name", "hello"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until(CONVERGE, "every node to serve version 11", || {
+        mesh.live().all(|host| {
+            let view = admin_json(host, "/v1/apps/hello");
+            view["version"] == 11 && view["ready_on"] == serde_json::json!([holder])
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.finish();
+    let count = samples.iter().map(Vec::len).sum::<usize>();
+    let failures = load::failures(&samples);
+    eprintln!(
+        "redeploys on the forwarders: {count} requests through them, {} failed",
+        failures.len()
+    );
+    assert!(count > 500, "{count}");
+    assert!(failures.is_empty(), "{failures:#?}");
 }

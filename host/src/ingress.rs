@@ -101,14 +101,21 @@ async fn to_the_back_of_the_queue() {
 /// No app is routed at the request's path. If a peer forwarded it here
 /// (it carries the hop header), the peer believes this node serves it: this
 /// node has not learned the app yet (it was just restarted or replaced at
-/// the holder's address) or the peer has not learned its removal. Either
-/// settles within a pull, so 503 + `Retry-After`; a 404 would tell the
-/// client the app does not exist.
-fn unrouted(request: &Request<Incoming>) -> Response<Body> {
+/// the holder's address) or the peer has not learned its removal. If this
+/// node may not know every app of the mesh yet (`forward` says it is
+/// catching up), the app may exist elsewhere. Either settles within a
+/// pull, so 503 + `Retry-After`; a 404 would tell the client the app does
+/// not exist.
+fn unrouted(request: &Request<Incoming>, forward: Option<&Forwarder>) -> Response<Body> {
     let path = request.uri().path();
     if request.headers().contains_key(HOP_HEADER) {
         return retry_later(format!(
             "no app is routed at {path} on this node yet, though a peer forwarded the request here; retry shortly\n"
+        ));
+    }
+    if forward.is_some_and(Forwarder::catching_up) {
+        return retry_later(format!(
+            "no app is routed at {path} on this node yet, which is still learning the mesh's apps; retry shortly\n"
         ));
     }
     plain(
@@ -125,7 +132,7 @@ async fn handle(
 ) -> Response<Body> {
     let host = request_host(&request, local);
     let Some(resolved) = routes.resolve(host.as_deref(), request.uri().path()) else {
-        return unrouted(&request);
+        return unrouted(&request, config.forward.as_deref());
     };
     if let Some(length) = content_length(&request)
         && length > config.max_request_body

@@ -11,13 +11,16 @@
 //! A forwarded request has the app's deadline plus a grace to finish,
 //! head and body: a holder that stops answering (frozen, overloaded)
 //! costs its requests 504 at that bound and is passed over for a while,
-//! never a request hung for good.
+//! never a request hung for good. A holder the mesh declares dead (the
+//! failure detector, ~2 s) costs the requests waiting on its answer a 504
+//! at once, not at the app's deadline. Every failure to reach a holder
+//! says `Retry-After`: another node may serve the next try.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use shoal_runtime::{Body, BodyError};
+use tokio::sync::watch;
 
 use crate::respond::{plain, retry_later};
 
@@ -44,6 +48,9 @@ pub(crate) const MAX_HOPS: usize = 2;
 /// How long a node that refused a connection, or let a request run out of
 /// time, is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
+/// How long a request whose holder was declared dead still waits for an
+/// answer already on its way.
+const AFTER_DEATH: Duration = Duration::from_millis(250);
 
 /// Counts kept for `/metrics`.
 #[derive(Default)]
@@ -65,7 +72,9 @@ pub(crate) struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     /// The ingress certificates the client trusts, from the table.
     pins: Arc<Pins>,
-    table: RwLock<Arc<ReadyTable>>,
+    /// Who is ready for what; requests in flight watch it for their
+    /// holder's death.
+    table: watch::Sender<Arc<ReadyTable>>,
     /// Requests this node has in flight to each node.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Nodes that refused a connection, and when.
@@ -78,7 +87,9 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    pub(crate) fn new(me: String, grace: Duration) -> Forwarder {
+    /// A forwarder for node `me`; `joining`: it is joining a mesh whose
+    /// apps it may not know yet (see [`Forwarder::catching_up`]).
+    pub(crate) fn new(me: String, grace: Duration, joining: bool) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -98,7 +109,7 @@ impl Forwarder {
             me,
             client,
             pins,
-            table: RwLock::new(Arc::default()),
+            table: watch::Sender::new(Arc::new(ReadyTable::empty(joining))),
             in_flight: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
@@ -108,15 +119,24 @@ impl Forwarder {
     }
 
     pub(crate) fn table(&self) -> Arc<ReadyTable> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.table.borrow().clone()
+    }
+
+    /// Whether this node may not know every app of the mesh yet: a route
+    /// it does not know then answers 503 with `Retry-After`, not 404.
+    pub(crate) fn catching_up(&self) -> bool {
+        self.table.borrow().catching_up()
     }
 
     pub(crate) fn set_table(&self, table: ReadyTable) {
-        let mut current = self.table.write().unwrap_or_else(|e| e.into_inner());
-        if **current != table {
+        self.table.send_if_modified(|current| {
+            if **current == table {
+                return false;
+            }
             self.pins.set(table.certs());
             *current = Arc::new(table);
-        }
+            true
+        });
     }
 
     fn random(&self) -> u64 {
@@ -228,8 +248,8 @@ impl Forwarder {
     }
 
     /// Sends a request addressed to `holder`, counting it in flight, and
-    /// turns a failure into 502 with `Retry-After`, running out of time
-    /// into 504.
+    /// turns a failure into 502 with `Retry-After`, running out of time or
+    /// the holder's death into 504.
     async fn send(
         &self,
         app: &str,
@@ -240,16 +260,19 @@ impl Forwarder {
         let until = tokio::time::Instant::now() + bound.deadline + bound.grace;
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout_at(until, self.client.request(request)).await;
+        let tables = self.table.subscribe();
+        let request = self.client.request(request);
+        let result = answer_or_death(request, until, tables, &holder.node).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
         let error = match result {
-            Ok(Ok(response)) => {
+            Some(Ok(Ok(response))) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 let until = Box::pin(tokio::time::sleep_until(until));
                 return response.map(|body| Bounded { body, until }.boxed_unsync());
             }
-            Ok(Err(error)) => error,
-            Err(_) => return self.timed_out(app, holder, bound),
+            Some(Ok(Err(error))) => error,
+            Some(Err(_)) => return self.timed_out(app, holder, bound),
+            None => return self.lost(app, holder),
         };
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         if error.is_connect() {
@@ -276,13 +299,64 @@ impl Forwarder {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.suspect(&holder.node);
         tracing::warn!(app, node = %holder.node, deadline = ?bound.deadline, grace = ?bound.grace, "forwarded request timed out");
-        plain(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "app `{app}` is served by node `{}`, which did not answer within the app's {:?} deadline and {:?} of grace; retry\n",
-                holder.node, bound.deadline, bound.grace
-            ),
-        )
+        gateway_timeout(format!(
+            "app `{app}` is served by node `{}`, which did not answer within the app's {:?} deadline and {:?} of grace; retry\n",
+            holder.node, bound.deadline, bound.grace
+        ))
+    }
+
+    /// 504 for a request whose holder the mesh declared dead before it
+    /// answered (frozen, cut off or gone); it may still have run there.
+    fn lost(&self, app: &str, holder: &Holder) -> Response<Body> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.suspect(&holder.node);
+        tracing::warn!(app, node = %holder.node, "the holder of a forwarded request was declared dead before it answered");
+        gateway_timeout(format!(
+            "app `{app}` is served by node `{}`, which stopped answering and was declared dead while this request waited (it may have run there); retry\n",
+            holder.node
+        ))
+    }
+}
+
+/// 504 with `Retry-After: 1`: the next try goes to another node.
+fn gateway_timeout(text: String) -> Response<Body> {
+    let mut response = plain(StatusCode::GATEWAY_TIMEOUT, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
+/// The answer to `request` by `until` (`Err` past it), or `None` if the
+/// mesh declares `node` dead first and no answer follows within
+/// [`AFTER_DEATH`]: an answer already on its way still counts (a node
+/// thawed from a freeze counts its peers dead for a moment).
+async fn answer_or_death<T>(
+    request: impl Future<Output = T>,
+    until: tokio::time::Instant,
+    mut tables: watch::Receiver<Arc<ReadyTable>>,
+    node: &str,
+) -> Option<Result<T, tokio::time::error::Elapsed>> {
+    let mut request = std::pin::pin!(request);
+    tokio::select! {
+        biased;
+        result = tokio::time::timeout_at(until, &mut request) => return Some(result),
+        () = declared_dead(&mut tables, node) => {}
+    }
+    let after = until.min(tokio::time::Instant::now() + AFTER_DEATH);
+    tokio::time::timeout_at(after, request).await.ok().map(Ok)
+}
+
+/// Resolves once `tables` no longer count `node` live: the failure
+/// detector declared it dead. Never, if the tables stop coming.
+async fn declared_dead(tables: &mut watch::Receiver<Arc<ReadyTable>>, node: &str) {
+    loop {
+        if !tables.borrow_and_update().is_live(node) {
+            return;
+        }
+        if tables.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

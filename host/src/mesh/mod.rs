@@ -75,6 +75,8 @@ pub(crate) struct Mesh {
     pub transport: Arc<TransportStats>,
     pub peer: PeerClient,
     pub forwarder: Arc<Forwarder>,
+    /// Whether this node was started to join others (`--join`).
+    pub joins: bool,
     placement: RwLock<Arc<Placement>>,
 }
 
@@ -122,6 +124,7 @@ impl Mesh {
             .into_iter()
             .chain(ingress_cert.map(|pin| (keys::INGRESS_CERT.to_string(), pin)))
             .collect();
+        let joins = !config.join.is_empty();
         let transport = Arc::new(TransportStats::default());
         let membership = Membership::start(
             &gossip,
@@ -136,7 +139,12 @@ impl Mesh {
             membership,
             transport,
             peer: PeerClient::new(config.key.clone(), config.pull_timeout),
-            forwarder: Arc::new(Forwarder::new(config.name.clone(), config.forward_grace)),
+            forwarder: Arc::new(Forwarder::new(
+                config.name.clone(),
+                config.forward_grace,
+                joins,
+            )),
+            joins,
             placement: RwLock::new(Arc::new(Placement::compute(&[], &[]))),
         })
     }

@@ -7,15 +7,20 @@
 //! of a bitmap (one bit per app) and a list of gaps between set positions
 //! (LEB128) is sent, hex-encoded, so a node that holds ten apps of a
 //! thousand sends ~30 characters and one that holds all of them ~250.
-//! A reader decodes it against the snapshot with that digest if it has it;
-//! if it does not (the advertiser is ahead of it), the node counts as ready
-//! for nothing until the reader catches up, which anti-entropy makes short.
+//! A reader decodes it against the snapshot with that digest if it has it.
+//! If it does not (the advertiser is ahead of it: a deploy reached the
+//! advertiser first), the reader goes on with what it last decoded of that
+//! member ([`Seen`]) for at most [`REMEMBER_FOR`], until anti-entropy
+//! brings it the new state: an advertiser ahead still serves what it
+//! served a moment ago, so a deploy elsewhere never leaves a forwarder
+//! with no holder for an app that has one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::membership::{Members, Membership, keys};
+use super::membership::{Member, Members, Membership, keys};
 use crate::desired::{Desired, Snapshot};
 
 /// What this node serves of `snapshot`: the positions of the apps it
@@ -39,6 +44,41 @@ pub(crate) fn served(
     (ready, load)
 }
 
+/// How many of the latest states readiness may be advertised against
+/// while an app installs here: readers remember more than these (16), so
+/// they can decode it, and an install that never ends stops counting
+/// after a few changes of state.
+const ADVERTISE_BACK: usize = 4;
+
+/// What this node should advertise it serves: its readiness against
+/// `current`, or, while an app is served here at another version than
+/// `current` says (its new version is being installed here), against the
+/// one of the [`ADVERTISE_BACK`] latest states of `older` (newest first)
+/// that marks more apps ready, if one does: an app being upgraded here
+/// stays visibly served at its old version, so forwarders keep sending it
+/// here meanwhile. Returns that snapshot, the ready positions in it, and
+/// the requests in flight over every app served here.
+pub(crate) fn to_advertise(
+    current: &Arc<Snapshot>,
+    older: &[Arc<Snapshot>],
+    here: impl Fn(&str) -> Option<(u64, usize)>,
+) -> (Arc<Snapshot>, BTreeSet<usize>, usize) {
+    let (ready, load) = served(current, &here);
+    let serving = current.apps.iter().filter(|(name, _)| here(name).is_some());
+    if ready.len() == serving.count() {
+        return (current.clone(), ready, load);
+    }
+    let mut best = (current.clone(), ready);
+    let older = older.iter().take(ADVERTISE_BACK);
+    for snapshot in older.filter(|s| s.digest != current.digest) {
+        let (ready, _) = served(snapshot, &here);
+        if ready.len() > best.1.len() {
+            best = (snapshot.clone(), ready);
+        }
+    }
+    (best.0, best.1, load)
+}
+
 /// Gossips what this node serves: its readiness against `snapshot`, the
 /// snapshot's digest, and its load.
 pub(crate) async fn advertise(
@@ -47,10 +87,23 @@ pub(crate) async fn advertise(
     ready: &BTreeSet<usize>,
     load: usize,
 ) -> anyhow::Result<()> {
+    advertise_against(membership, &snapshot.digest, snapshot, ready, load).await
+}
+
+/// Gossips the digest of the desired state held (`state`), readiness
+/// against `snapshot` (that state's or an older one, see
+/// [`to_advertise`]), and load.
+pub(crate) async fn advertise_against(
+    membership: &Membership,
+    state: &str,
+    snapshot: &Snapshot,
+    ready: &BTreeSet<usize>,
+    load: usize,
+) -> anyhow::Result<()> {
     membership
         .set(keys::READY, &encode(snapshot, ready))
         .await?;
-    membership.set(keys::STATE, &snapshot.digest).await?;
+    membership.set(keys::STATE, state).await?;
     membership.set(keys::LOAD, &load.to_string()).await
 }
 
@@ -71,24 +124,109 @@ pub(crate) struct ReadyTable {
     current: HashMap<String, Vec<Holder>>,
     /// Ready at an older version only (a rollout in progress).
     older: HashMap<String, Vec<Holder>>,
+    /// The other nodes live now, ready for anything or not.
+    live: BTreeSet<String>,
+    /// Whether this node may not know every app of the mesh yet: a live
+    /// peer holds another desired state, or it has yet to meet one.
+    catching_up: bool,
+}
+
+/// How long what a member was last decoded as ready for stands in for an
+/// advertisement this node cannot decode yet: well past the time
+/// anti-entropy takes to bring the state it names.
+pub(crate) const REMEMBER_FOR: Duration = Duration::from_secs(10);
+
+/// What each other member's readiness last decoded as, kept by the
+/// controller from one table to the next: the advertisement, the snapshot
+/// it decoded against, and when. Forgotten when the member dies or
+/// restarts (a new generation), advertises garbage, or is not decoded for
+/// [`REMEMBER_FOR`].
+#[derive(Debug, Default)]
+pub(crate) struct Seen(HashMap<String, Sighting>);
+
+#[derive(Debug)]
+struct Sighting {
+    generation: u64,
+    at: Instant,
+    snapshot: Arc<Snapshot>,
+    ready: String,
+}
+
+impl Seen {
+    /// Forgets members that are gone, dead, restarted or not decoded for
+    /// too long.
+    fn forget_stale(&mut self, members: &Members, now: Instant) {
+        self.0.retain(|name, sighting| {
+            members.all.get(name).is_some_and(|m| {
+                m.live
+                    && m.generation == sighting.generation
+                    && now.saturating_duration_since(sighting.at) < REMEMBER_FOR
+            })
+        });
+    }
+
+    /// `member`'s ready positions and the snapshot they index: decoded
+    /// against `snapshots` (and remembered) if its advertisement names one
+    /// of them, else what it was last decoded as; `None` if neither.
+    fn decode(
+        &mut self,
+        member: &Member,
+        snapshots: &[Arc<Snapshot>],
+        now: Instant,
+    ) -> Option<(Arc<Snapshot>, BTreeSet<usize>)> {
+        let known =
+            digest_of(&member.ready).map(|digest| snapshots.iter().find(|s| s.digest == digest));
+        let Some(known) = known else {
+            self.0.remove(&member.name);
+            return None;
+        };
+        let Some(snapshot) = known else {
+            // Ahead of this node: what it served a moment ago.
+            let sighting = self.0.get(&member.name)?;
+            let positions = decode(&sighting.snapshot, &sighting.ready)?;
+            return Some((sighting.snapshot.clone(), positions));
+        };
+        let Some(positions) = decode(snapshot, &member.ready) else {
+            self.0.remove(&member.name);
+            return None;
+        };
+        let sighting = Sighting {
+            generation: member.generation,
+            at: now,
+            snapshot: snapshot.clone(),
+            ready: member.ready.clone(),
+        };
+        self.0.insert(member.name.clone(), sighting);
+        Some((snapshot.clone(), positions))
+    }
 }
 
 impl ReadyTable {
     /// Decodes every other live member's readiness against the snapshots
-    /// this node remembers.
-    pub(crate) fn build(members: &Members, snapshots: &[Arc<Snapshot>], desired: &Desired) -> Self {
-        let mut table = ReadyTable::default();
+    /// this node remembers, or, for a member ahead of this node, takes
+    /// what `seen` last decoded of it (see [`Seen`]); `now` is the time
+    /// sightings are made and aged at.
+    pub(crate) fn build(
+        members: &Members,
+        snapshots: &[Arc<Snapshot>],
+        desired: &Desired,
+        seen: &mut Seen,
+        now: Instant,
+    ) -> Self {
+        let ours = &desired.snapshot().digest;
+        let mut table = ReadyTable {
+            catching_up: members
+                .live()
+                .any(|m| m.name != members.me && !m.state.is_empty() && m.state != *ours),
+            ..ReadyTable::default()
+        };
+        seen.forget_stale(members, now);
         for member in members.live().filter(|m| m.name != members.me) {
+            table.live.insert(member.name.clone());
             let Some(ingress) = member.ingress else {
                 continue;
             };
-            let Some(digest) = digest_of(&member.ready) else {
-                continue;
-            };
-            let Some(snapshot) = snapshots.iter().find(|s| s.digest == digest) else {
-                continue;
-            };
-            let Some(positions) = decode(snapshot, &member.ready) else {
+            let Some((snapshot, positions)) = seen.decode(member, snapshots, now) else {
                 continue;
             };
             for position in positions {
@@ -109,6 +247,37 @@ impl ReadyTable {
             }
         }
         table
+    }
+
+    /// An empty table for a node that may not know the mesh's apps yet
+    /// (`catching_up`: it is joining one).
+    pub(crate) fn empty(catching_up: bool) -> Self {
+        ReadyTable {
+            catching_up,
+            ..ReadyTable::default()
+        }
+    }
+
+    /// Whether this node may not know every app of the mesh yet: a route
+    /// it does not know may be one a peer has, so it is no reason for a
+    /// 404.
+    pub(crate) fn catching_up(&self) -> bool {
+        self.catching_up
+    }
+
+    /// Whether this node sees no other live node.
+    pub(crate) fn alone(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Counts this node as catching up (it has yet to meet the mesh).
+    pub(crate) fn set_catching_up(&mut self) {
+        self.catching_up = true;
+    }
+
+    /// Whether `node` is another node the mesh counts live.
+    pub(crate) fn is_live(&self, node: &str) -> bool {
+        self.live.contains(node)
     }
 
     /// Names of the other nodes ready for the current version of `app`.
@@ -242,53 +411,4 @@ pub(crate) fn decode(snapshot: &Snapshot, advertised: &str) -> Option<BTreeSet<u
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn snapshot(apps: usize) -> Snapshot {
-        Snapshot {
-            digest: "d1".into(),
-            apps: (0..apps).map(|i| (format!("app-{i:04}"), 1)).collect(),
-        }
-    }
-
-    #[test]
-    fn round_trips_sparse_and_dense_sets() {
-        let s = snapshot(1000);
-        for ready in [
-            BTreeSet::new(),
-            BTreeSet::from([0]),
-            BTreeSet::from([3, 200, 999]),
-            (0..1000).step_by(100).collect(),
-            (0..1000).collect(),
-            (0..1000).filter(|i| i % 3 != 0).collect(),
-        ] {
-            let text = encode(&s, &ready);
-            assert_eq!(decode(&s, &text), Some(ready.clone()), "{text}");
-            assert_eq!(digest_of(&text), Some("d1"));
-        }
-    }
-
-    #[test]
-    fn stays_small() {
-        let s = snapshot(1000);
-        let ten: BTreeSet<usize> = (0..1000).step_by(100).collect();
-        assert!(encode(&s, &ten).len() < 40, "{}", encode(&s, &ten));
-        let all: BTreeSet<usize> = (0..1000).collect();
-        assert!(encode(&s, &all).len() < 260);
-    }
-
-    #[test]
-    fn other_snapshots_and_garbage_decode_to_nothing() {
-        let s = snapshot(10);
-        let text = encode(&s, &BTreeSet::from([1]));
-        let other = Snapshot {
-            digest: "d2".into(),
-            apps: s.apps.clone(),
-        };
-        assert_eq!(decode(&other, &text), None);
-        for junk in ["", "d1", "d1:", "d1:x00", "d1:gzz", "d1:g7f", "d1:gff"] {
-            assert_eq!(decode(&s, junk), None, "{junk}");
-        }
-    }
-}
+mod tests;

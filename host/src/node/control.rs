@@ -26,7 +26,7 @@ use super::Node;
 use crate::desired::{Desired, Record};
 use crate::mesh;
 use crate::mesh::placement::Placement;
-use crate::mesh::readiness::{self, ReadyTable};
+use crate::mesh::readiness::{self, ReadyTable, Seen};
 use crate::shutdown::Shutdown;
 use crate::spec::AppSpec;
 use crate::store::Corrupt;
@@ -37,6 +37,9 @@ const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// Components copied from peers at once (beyond those placed here).
 const COPIES_AT_ONCE: usize = 4;
+/// How long a node that joins counts as catching up while it has met no
+/// live peer (seeds all down, it starts alone at last).
+const MEET_WITHIN: Duration = Duration::from_secs(10);
 /// How long an app placed elsewhere keeps being served here after its new
 /// holders are all ready: peers whose gossip lags still send it here.
 const LINGER: Duration = Duration::from_secs(2);
@@ -102,11 +105,12 @@ impl Jobs {
 pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     let mut members = node.mesh.membership.watch();
     let mut jobs = Jobs::default();
+    let mut seen = Seen::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         jobs.reap();
-        if let Err(error) = pass(&node, &mut jobs).await {
+        if let Err(error) = pass(&node, &mut jobs, &mut seen).await {
             tracing::warn!(error = format!("{error:#}"), "mesh pass failed");
         }
         tokio::select! {
@@ -124,13 +128,17 @@ pub(crate) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
 
 /// One pass: place, converge what is served here, keep copies, route the
 /// rest elsewhere, and advertise. The controller is the only writer of
-/// placement, the forwarding table and this node's gossip keys.
-async fn pass(node: &Arc<Node>, jobs: &mut Jobs) -> anyhow::Result<()> {
+/// placement, the forwarding table and this node's gossip keys; `seen`
+/// is what the last tables decoded of each member (see [`Seen`]).
+async fn pass(node: &Arc<Node>, jobs: &mut Jobs, seen: &mut Seen) -> anyhow::Result<()> {
     let desired = node.desired();
     let members = node.mesh.membership.members();
     let placement = Arc::new(mesh::place(&members, &desired));
     node.mesh.set_placement(placement.clone());
-    let table = ReadyTable::build(&members, &node.snapshots(), &desired);
+    let mut table = ReadyTable::build(&members, &node.snapshots(), &desired, seen, Instant::now());
+    if node.mesh.joins && table.alone() && node.started.elapsed() < MEET_WITHIN {
+        table.set_catching_up();
+    }
     for (record, spec) in desired.apps() {
         converge(node, jobs, record, spec, &placement, &table);
         keep_a_copy(node, jobs, record, spec, &placement);
@@ -229,15 +237,18 @@ fn route_elsewhere(node: &Node, desired: &Desired) {
     );
 }
 
-/// Gossips what this node serves at the current versions, and its load.
+/// Gossips what this node serves, and its load: against the current
+/// desired state, or an older one while a new version installs here
+/// (see `readiness::to_advertise`).
 async fn advertise(node: &Node, desired: &Desired) -> anyhow::Result<()> {
     let snapshot = desired.snapshot();
-    let (ready, load) = readiness::served(&snapshot, |name| {
+    let (against, ready, load) = readiness::to_advertise(&snapshot, &node.snapshots(), |name| {
         let local = node.apps.get(name)?;
         let stats = local.app.stats();
         Some((local.version, stats.active + stats.queued))
     });
-    readiness::advertise(&node.mesh.membership, &snapshot, &ready, load).await
+    let membership = &node.mesh.membership;
+    readiness::advertise_against(membership, &snapshot.digest, &against, &ready, load).await
 }
 
 /// Serves `spec` here: bytes (from a peer if they are missing or no

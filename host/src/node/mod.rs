@@ -302,7 +302,9 @@ impl Node {
     }
 
     /// Removes an app mesh-wide: a tombstone record, persisted first.
-    pub(crate) async fn remove(&self, name: &str) -> Result<(), NodeError> {
+    /// Returns the tombstone (its version and origin order it against
+    /// every other record of the name).
+    pub(crate) async fn remove(&self, name: &str) -> Result<Record, NodeError> {
         let _changes = self.changes.lock().await;
         let mut desired = (*self.desired()).clone();
         if desired.live(name).is_none() {
@@ -310,12 +312,12 @@ impl Node {
         }
         let record = self.record(&desired, name, None);
         self.persist(&record).await?;
-        desired.merge(record);
+        desired.merge(record.clone());
         self.apps.remove(name);
         self.logs.forget(name);
         self.set_desired(desired);
-        tracing::info!(app = name, "removed");
-        Ok(())
+        tracing::info!(app = name, version = record.version, "removed");
+        Ok(record)
     }
 
     /// Merges what a pull from `peer` brought ([`Desired::changes`]): what
