@@ -233,7 +233,7 @@ fn windowed(history: &History, windows: &[Window], figures: &mut Figures) {
     }
     if figures.spread_503 > 0 {
         figures.violations.push(format!(
-            "{} deploy-spread 503s: a forwarding node had no holder for an app while a change spread (docs/plans/chaos.md Part 2)",
+            "{} deploy-spread 503s: a forwarding node had no holder for an app while a change spread (see `mesh/readiness.rs`, `Seen`)",
             figures.spread_503
         ));
     }
