@@ -34,7 +34,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-8 64}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-1}"
+# Servers on one core, wrk on the other, so neither dilutes the other's
+# share (PIN=0 runs both unpinned).
+if [ "${PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  SERVER_PIN=(taskset -c 1); WRK_PIN=(taskset -c 0)
+else
+  SERVER_PIN=(); WRK_PIN=()
+fi
 URL_PATH="${PATH_:-/}"
 
 if ! command -v wrk >/dev/null; then
@@ -80,7 +87,7 @@ trap cleanup EXIT
 # most) for the `http://ADDR/` it prints; sets ADDR_<NAME>.
 start() {
   local name="$1"; shift
-  "$@" >"$WORK/$name.log" 2>&1 &
+  "${SERVER_PIN[@]}" "$@" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   printf -v "PID_$name" "%s" "$!"
   for _ in $(seq 600); do
@@ -204,7 +211,7 @@ script() { local s="SCRIPT_$1"; if [ -n "${!s:-}" ]; then echo "-s ${!s}"; fi; }
 for system in "${SYSTEMS[@]}"; do
   curl -sf "$(url "$system")" >/dev/null || { echo "bench: $system does not answer" >&2; exit 1; }
   # shellcheck disable=SC2046
-  wrk -t"$THREADS" -c8 -d2s $(script "$system") "$(url "$system")" >/dev/null   # warm-up
+  "${WRK_PIN[@]}" wrk -t"$THREADS" -c8 -d2s $(script "$system") "$(url "$system")" >/dev/null   # warm-up
 done
 
 RESULTS="$WORK/results.tsv"
@@ -213,7 +220,7 @@ for round in $(seq "$ROUNDS"); do
     for system in "${SYSTEMS[@]}"; do
       before="$(cpu_seconds "$system")"
       # shellcheck disable=SC2046
-      out="$( { TIMEFORMAT='%3U %3S'; time wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency $(script "$system") "$(url "$system")"; } 2>"$WORK/wrk.time")"
+      out="$( { TIMEFORMAT='%3U %3S'; time "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency $(script "$system") "$(url "$system")"; } 2>"$WORK/wrk.time")"
       server_cpu="$(echo "$before $(cpu_seconds "$system")" | awk '{printf "%.3f", $2 - $1}')"
       wrk_cpu="$(awk '{printf "%.3f", $1 + $2}' "$WORK/wrk.time")"
       errors="$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')"
