@@ -165,8 +165,11 @@ fn concurrent_writes_are_group_committed_as_metrics_show() {
     let writes = metric(&text, "shoal_kv_writes_total");
     let commits = metric(&text, "shoal_kv_commits_total");
     assert_eq!(writes, 512.0, "{text}");
+    // Without group commit every write is a commit of its own; how many
+    // share one depends on how fast writes arrive (12 a commit on an idle
+    // machine, under 2 beside a parallel build), so only sharing is asserted.
     assert!(
-        writes / commits > 2.0,
+        commits < writes,
         "64 concurrent writers made {writes} writes in {commits} commits: no group commit"
     );
     assert_eq!(metric(&text, "shoal_kv_keys{app=\"grouped\"}"), 512.0);
