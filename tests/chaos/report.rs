@@ -100,6 +100,7 @@ fn json(run: &Run, f: &Figures) -> serde_json::Value {
         "replay": run.replay, "requests": f.requests, "failed": f.failed,
         "recovery": recovery, "failure_shares": shares,
         "failed_outside_windows": f.outside, "deploy_spread_503s": f.spread_503,
+        "handover_tail_503s": f.handover_tail,
         "acknowledged": f.acked, "acknowledged_during_faults": f.acked_during_faults,
         "lost": f.lost, "lost_during_faults": f.lost_during_faults,
         "superseded": f.superseded, "indeterminate": f.indeterminate, "refused": f.refused,
@@ -156,8 +157,8 @@ fn markdown(run: &Run, h: &History, f: &Figures) -> String {
     );
     let _ = writeln!(
         md,
-        "Failed outside fault windows: {}; deploy-spread 503s: {}; hung: {}; hop-guard 503s: {}; forwarded: {} (at most 2 per request).",
-        f.outside, f.spread_503, f.hung, f.moved, f.forwarded
+        "Failed outside fault windows: {} (and {} hand-over-tail 503s); deploy-spread 503s: {}; hung: {}; hop-guard 503s: {}; forwarded: {} (at most 2 per request).",
+        f.outside, f.handover_tail, f.spread_503, f.hung, f.moved, f.forwarded
     );
     md.push_str(
         "\n| process | RSS first / last quarter | slope | fds first / max |\n|---|---|---|---|\n",
