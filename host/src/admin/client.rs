@@ -151,7 +151,8 @@ impl AdminClient {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    /// GETs `path` and reads the JSON answer.
+    pub(crate) fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut request = self.agent.get(self.url(path));
         if let Some(auth) = self.auth() {
             request = request.header("authorization", auth);
@@ -162,7 +163,8 @@ impl AdminClient {
             .with_context(|| format!("unexpected answer from {path}: {text}"))
     }
 
-    fn send<T: DeserializeOwned>(
+    /// Sends `body` to `path` and reads the JSON answer.
+    pub(crate) fn send_json<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -184,11 +186,11 @@ impl AdminClient {
     }
 
     pub(crate) fn health(&self) -> anyhow::Result<serde_json::Value> {
-        self.get("/v1/health")
+        self.get_json("/v1/health")
     }
 
     pub(crate) fn has_component(&self, sha256: &str) -> anyhow::Result<bool> {
-        match self.get::<serde_json::Value>(&format!("/v1/components/{sha256}")) {
+        match self.get_json::<serde_json::Value>(&format!("/v1/components/{sha256}")) {
             Ok(_) => Ok(true),
             Err(e) if e.to_string().contains("404") => Ok(false),
             Err(e) => Err(e),
@@ -196,11 +198,11 @@ impl AdminClient {
     }
 
     pub(crate) fn upload(&self, bytes: &[u8]) -> anyhow::Result<Uploaded> {
-        self.send("POST", "/v1/components", "application/wasm", bytes)
+        self.send_json("POST", "/v1/components", "application/wasm", bytes)
     }
 
     pub(crate) fn deploy(&self, spec: &AppSpec) -> anyhow::Result<AppInfo> {
-        self.send(
+        self.send_json(
             "PUT",
             &format!("/v1/apps/{}", spec.name),
             "application/json",
@@ -209,15 +211,15 @@ impl AdminClient {
     }
 
     pub(crate) fn list(&self) -> anyhow::Result<Vec<AppInfo>> {
-        self.get("/v1/apps")
+        self.get_json("/v1/apps")
     }
 
     pub(crate) fn nodes(&self) -> anyhow::Result<Vec<NodeInfo>> {
-        self.get("/v1/nodes")
+        self.get_json("/v1/nodes")
     }
 
     pub(crate) fn remove(&self, name: &str) -> anyhow::Result<()> {
-        self.send::<serde_json::Value>(
+        self.send_json::<serde_json::Value>(
             "DELETE",
             &format!("/v1/apps/{name}"),
             "application/json",
@@ -240,22 +242,6 @@ impl AdminClient {
         }
         let mut response = self.finish(result)?;
         Ok(Some(response.body_mut().read_to_vec()?))
-    }
-
-    /// GETs `path` as JSON.
-    pub(crate) fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.get(path)
-    }
-
-    /// Sends `body` to `path` and reads the JSON answer.
-    pub(crate) fn send_json<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> anyhow::Result<T> {
-        self.send(method, path, content_type, body)
     }
 
     /// Prints the app's recent guest output; with `follow`, keeps printing
