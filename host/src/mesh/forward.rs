@@ -14,7 +14,12 @@
 //! never a request hung for good. A holder the mesh declares dead (the
 //! failure detector, ~2 s) costs the requests waiting on its answer a 504
 //! at once, not at the app's deadline. Every failure to reach a holder
-//! says `Retry-After`: another node may serve the next try.
+//! says `Retry-After`: another node may serve the next try. A request
+//! with no body and an idempotent method whose connection failed (refused,
+//! reset, closed before the answer) is sent once more, to another holder
+//! if there is one, as a reverse proxy does (nginx's
+//! `proxy_next_upstream error`): a pooled connection a holder closed, or a
+//! holder that just let the app go, costs the client nothing.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -58,6 +63,8 @@ pub(crate) struct ForwardStats {
     pub forwarded: AtomicU64,
     pub failed: AtomicU64,
     pub no_holder: AtomicU64,
+    /// Requests sent once more after their connection failed.
+    pub retried: AtomicU64,
 }
 
 /// A forwarded request's bound: the app's deadline plus the grace.
@@ -69,7 +76,7 @@ struct Bound {
 
 pub(crate) struct Forwarder {
     me: String,
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Either<Incoming, Empty<Bytes>>>,
     /// The ingress certificates the client trusts, from the table.
     pins: Arc<Pins>,
     /// Who is ready for what; requests in flight watch it for their
@@ -230,14 +237,40 @@ impl Forwarder {
         } else {
             format!("{hops},{}", self.me)
         };
-        let Some(request) = addressed_to(&holder, request, &chain) else {
+        let again = Replay::of(&request);
+        let Some(request) = addressed_to(&holder, request.map(Either::Left), &chain) else {
             return plain(StatusCode::BAD_REQUEST, "invalid request target\n");
         };
         let bound = Bound {
             deadline,
             grace: self.grace,
         };
-        self.send(app, &holder, request, bound).await
+        let error = match self.send(app, &holder, request, bound).await {
+            Ok(response) => return response,
+            Err(error) => error,
+        };
+        let Some(again) = again else {
+            return self.bad_gateway(app, &holder, &error);
+        };
+        // Once more: another holder if one is not suspect, else the same
+        // one on a new connection (unless it refused one).
+        let mut not = passed.clone();
+        not.push(&holder.node);
+        let retry = self
+            .pick(app, &not)
+            .or_else(|| (!error.is_connect()).then(|| holder.clone()));
+        let Some(retry) = retry else {
+            return self.bad_gateway(app, &holder, &error);
+        };
+        let Some(request) = addressed_to(&retry, again.request(), &chain) else {
+            return self.bad_gateway(app, &holder, &error);
+        };
+        tracing::debug!(app, failed = %holder.node, to = %retry.node, error = %error, "forwarding failed; sent once more");
+        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+        match self.send(app, &retry, request, bound).await {
+            Ok(response) => response,
+            Err(error) => self.bad_gateway(app, &retry, &error),
+        }
     }
 
     fn suspect(&self, node: &str) {
@@ -247,16 +280,16 @@ impl Forwarder {
             .insert(node.to_string(), Instant::now());
     }
 
-    /// Sends a request addressed to `holder`, counting it in flight, and
-    /// turns a failure into 502 with `Retry-After`, running out of time or
-    /// the holder's death into 504.
+    /// Sends a request addressed to `holder`, counting it in flight: its
+    /// answer, or 504 if it ran out of time or the holder died; `Err` if
+    /// the connection failed (see [`Forwarder::bad_gateway`]).
     async fn send(
         &self,
         app: &str,
         holder: &Holder,
-        request: Request<Incoming>,
+        request: Request<Either<Incoming, Empty<Bytes>>>,
         bound: Bound,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, hyper_util::client::legacy::Error> {
         let until = tokio::time::Instant::now() + bound.deadline + bound.grace;
         let in_flight = self.in_flight(&holder.node);
         in_flight.fetch_add(1, Ordering::Relaxed);
@@ -268,16 +301,27 @@ impl Forwarder {
             Some(Ok(Ok(response))) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 let until = Box::pin(tokio::time::sleep_until(until));
-                return response.map(|body| Bounded { body, until }.boxed_unsync());
+                return Ok(response.map(|body| Bounded { body, until }.boxed_unsync()));
             }
             Some(Ok(Err(error))) => error,
-            Some(Err(_)) => return self.timed_out(app, holder, bound),
-            None => return self.lost(app, holder),
+            Some(Err(_)) => return Ok(self.timed_out(app, holder, bound)),
+            None => return Ok(self.lost(app, holder)),
         };
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
         if error.is_connect() {
             self.suspect(&holder.node);
         }
+        Err(error)
+    }
+
+    /// 502 with `Retry-After` for a request whose connection to `holder`
+    /// failed.
+    fn bad_gateway(
+        &self,
+        app: &str,
+        holder: &Holder,
+        error: &hyper_util::client::legacy::Error,
+    ) -> Response<Body> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(app, node = %holder.node, error = %error, "forwarding failed");
         let mut response = plain(
             StatusCode::BAD_GATEWAY,
@@ -393,14 +437,40 @@ impl http_body::Body for Bounded {
     }
 }
 
+/// What it takes to send a request again: its head, kept only for a
+/// request with no body and an idempotent method (RFC 9110, 9.2.2).
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(request: &Request<Incoming>) -> Option<Replay> {
+        let idempotent = request.method().is_idempotent();
+        (idempotent && http_body::Body::is_end_stream(request.body())).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(self) -> Request<Either<Incoming, Empty<Bytes>>> {
+        let mut request = Request::new(Either::Right(Empty::new()));
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
 /// `request` rewritten for `holder`'s ingress: its address in the URI, the
 /// client's authority kept as `Host` (routes may use it), HTTP/1.1, and
 /// `chain` as the hop header. `None` if the target cannot be rebuilt.
-fn addressed_to(
-    holder: &Holder,
-    request: Request<Incoming>,
-    chain: &str,
-) -> Option<Request<Incoming>> {
+fn addressed_to<B>(holder: &Holder, request: Request<B>, chain: &str) -> Option<Request<B>> {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()

@@ -72,6 +72,13 @@ impl Collector for MeshCollector {
                 value.load(Ordering::Relaxed),
             )?;
         }
+        counter(
+            &mut encoder,
+            "forward_retries",
+            "Forwarded requests sent once more after their connection failed",
+            &[],
+            forward.retried.load(Ordering::Relaxed),
+        )?;
         let gossip = &mesh.transport;
         for (name, help, value) in [
             (

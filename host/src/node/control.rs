@@ -8,14 +8,16 @@
 //!    fetching the bytes from a peer first if they are missing (checked
 //!    against the sha256), compiling, and only then installing;
 //! 3. stops serving an app placed elsewhere only once every node it is
-//!    placed on advertises it ready (make before break), and stops an app
-//!    that was removed at once;
+//!    placed on advertises it ready (make before break), in two steps:
+//!    it first stops advertising the app, and drops it only when every
+//!    peer has had time to see that (so no forwarder still picks it);
+//!    an app that was removed stops at once;
 //! 4. copies the bytes of every app into the local store, so the mesh
 //!    keeps a deployment as long as any node that learned it lives;
 //! 5. advertises its readiness, state digest and load, and rebuilds the
 //!    forwarding table and the routes of apps served elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,17 +42,43 @@ const COPIES_AT_ONCE: usize = 4;
 /// How long a node that joins counts as catching up while it has met no
 /// live peer (seeds all down, it starts alone at last).
 const MEET_WITHIN: Duration = Duration::from_secs(10);
-/// How long an app placed elsewhere keeps being served here after its new
-/// holders are all ready: peers whose gossip lags still send it here.
-const LINGER: Duration = Duration::from_secs(2);
+/// How long an app placed elsewhere stays advertised here after its new
+/// holders are all ready: every peer sees those holders before this one
+/// stops offering it.
+const LINGER: Duration = Duration::from_secs(1);
+/// How long an app this node stopped advertising is still served here,
+/// counted while every live peer holds this node's desired state (so each
+/// can decode the withdrawal): forwarders whose table still names this
+/// node keep being answered.
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// Installs and fetches in flight, and recent failures.
 #[derive(Default)]
 struct Jobs {
     running: HashMap<String, JoinHandle<anyhow::Result<()>>>,
     failed: HashMap<String, Instant>,
-    /// Apps placed elsewhere whose holders are all ready, and since when.
-    handing_over: HashMap<String, Instant>,
+    /// Apps placed elsewhere whose holders are all ready.
+    handing_over: HashMap<String, HandOver>,
+}
+
+/// An app on its way out of this node (see [`converge`]).
+struct HandOver {
+    /// Since when its new holders are all ready.
+    ready_since: Instant,
+    /// Since when it is no longer advertised here, and every peer can
+    /// read that.
+    withdrawn_since: Option<Instant>,
+}
+
+impl Jobs {
+    /// Apps served here but no longer advertised.
+    fn withdrawn(&self) -> HashSet<String> {
+        self.handing_over
+            .iter()
+            .filter(|(_, h)| h.withdrawn_since.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
 }
 
 impl Jobs {
@@ -143,10 +171,12 @@ async fn pass(node: &Arc<Node>, jobs: &mut Jobs, seen: &mut Seen) -> anyhow::Res
         converge(node, jobs, record, spec, &placement, &table);
         keep_a_copy(node, jobs, record, spec, &placement);
     }
+    jobs.handing_over
+        .retain(|name, _| desired.live(name).is_some());
     drop_removed(node, &desired);
     route_elsewhere(node, &desired);
     node.mesh.set_table(table);
-    advertise(node, &desired).await
+    advertise(node, &desired, &jobs.withdrawn()).await
 }
 
 /// Serves `spec` here if placement puts it here (installing its current
@@ -162,6 +192,10 @@ fn converge(
 ) {
     let holders = placement.holders(&spec.name);
     let local = node.apps.get(&spec.name);
+    if holders.contains(&node.mesh.me) || local.is_none() {
+        // Placed back here (or gone): advertised again if it was withdrawn.
+        jobs.handing_over.remove(&spec.name);
+    }
     if holders.contains(&node.mesh.me) {
         if local.is_none_or(|d| d.version != record.version) {
             let (node, record, spec) = (node.clone(), record.clone(), spec.clone());
@@ -177,17 +211,38 @@ fn converge(
     }
     let ready = table.ready_nodes(&spec.name);
     if holders.is_empty() || !holders.iter().all(|h| ready.contains(h)) {
-        jobs.handing_over.remove(&spec.name);
+        if jobs
+            .handing_over
+            .remove(&spec.name)
+            .is_some_and(|h| h.withdrawn_since.is_some())
+        {
+            tracing::info!(app = %spec.name, "hand-over called off: a new holder is no longer ready; advertised here again");
+        }
         return;
     }
-    let since = *jobs
+    let now = Instant::now();
+    let step = jobs
         .handing_over
         .entry(spec.name.clone())
-        .or_insert_with(Instant::now);
-    if since.elapsed() >= LINGER {
-        jobs.handing_over.remove(&spec.name);
-        node.apps.hand_over(&spec.name);
-        tracing::info!(app = %spec.name, to = ?holders, "handed over");
+        .or_insert(HandOver {
+            ready_since: now,
+            withdrawn_since: None,
+        });
+    match step.withdrawn_since {
+        None if step.ready_since.elapsed() >= LINGER => {
+            step.withdrawn_since = Some(now);
+            tracing::debug!(app = %spec.name, to = ?holders, "no longer advertised here; draining");
+        }
+        None => {}
+        // A peer behind this node's desired state cannot decode the
+        // withdrawal yet: the drain counts from when all can.
+        Some(_) if table.catching_up() => step.withdrawn_since = Some(now),
+        Some(since) if since.elapsed() >= DRAIN => {
+            jobs.handing_over.remove(&spec.name);
+            node.apps.hand_over(&spec.name);
+            tracing::info!(app = %spec.name, to = ?holders, "handed over");
+        }
+        Some(_) => {}
     }
 }
 
@@ -237,12 +292,20 @@ fn route_elsewhere(node: &Node, desired: &Desired) {
     );
 }
 
-/// Gossips what this node serves, and its load: against the current
-/// desired state, or an older one while a new version installs here
-/// (see `readiness::to_advertise`).
-async fn advertise(node: &Node, desired: &Desired) -> anyhow::Result<()> {
+/// Gossips what this node serves, but the `withdrawn` apps it is
+/// handing over, and its load: against the current desired state, or an
+/// older one while a new version installs here (see
+/// `readiness::to_advertise`).
+async fn advertise(
+    node: &Node,
+    desired: &Desired,
+    withdrawn: &HashSet<String>,
+) -> anyhow::Result<()> {
     let snapshot = desired.snapshot();
     let (against, ready, load) = readiness::to_advertise(&snapshot, &node.snapshots(), |name| {
+        if withdrawn.contains(name) {
+            return None;
+        }
         let local = node.apps.get(name)?;
         let stats = local.app.stats();
         Some((local.version, stats.active + stats.queued))
