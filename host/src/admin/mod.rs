@@ -13,6 +13,7 @@ pub(crate) mod local;
 mod peer;
 mod reply;
 mod server;
+pub(crate) mod ui;
 mod views;
 
 pub(crate) use server::{AdminConfig, serve};

@@ -74,6 +74,9 @@ async fn handle(
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method().clone();
+    if let ["ui", rest @ ..] = segments.as_slice() {
+        return super::ui::serve(request, node, config, rest).await;
+    }
     if let Err(refused) = config.guard.caller(&request) {
         return error(refused);
     }

@@ -1,0 +1,1 @@
+//! Dashboard sessions: one-time login links, the session cookie, CSRF.
