@@ -95,10 +95,7 @@ fn started(net: Option<Net>) -> Cluster {
 }
 
 /// Starts the cluster, runs `plan`'s steps under load, checks, reports.
-/// `tolerate_tail`: the hand-over tail (`check::HANDOVER_TAIL`, an open
-/// bug) is reported but does not fail the run; only the short run in
-/// `cargo xtask test` passes true, so a soak still fails on it.
-fn chaos(seed: u64, replay: String, tolerate_tail: bool, plan: impl FnOnce(bool) -> Vec<Step>) {
+fn chaos(seed: u64, replay: String, plan: impl FnOnce(bool) -> Vec<Step>) {
     let net = network();
     let netns = net.is_some();
     let steps = plan(netns);
@@ -158,13 +155,7 @@ fn chaos(seed: u64, replay: String, tolerate_tail: bool, plan: impl FnOnce(bool)
     eprintln!("chaos: report in {}", dir.display());
     drop(runner);
     drop(cluster);
-    let violations: Vec<String> = figures
-        .violations
-        .iter()
-        .filter(|v| !(tolerate_tail && v.ends_with(check::HANDOVER_TAIL)))
-        .cloned()
-        .collect();
-    fail_on(&violations, seed, &replay, &dir);
+    fail_on(&figures.violations, seed, &replay, &dir);
 }
 
 /// Panics listing `violations`.
@@ -187,14 +178,11 @@ fn short_run() {
     chaos(
         SHORT_SEED,
         "cargo test -p shoal-host --test chaos short_run".into(),
-        true,
         |netns| faults::short(SHORT_SEED, NODES, netns),
     );
     for &seed in REGRESSION_SEEDS {
         let replay = format!("cargo xtask chaos --minutes 1 --seed {seed:#x}");
-        chaos(seed, replay, true, |netns| {
-            faults::soak(seed, 1, NODES, netns)
-        });
+        chaos(seed, replay, |netns| faults::soak(seed, 1, NODES, netns));
     }
 }
 
@@ -216,7 +204,7 @@ fn soak() {
             nanos as u64
         });
     let replay = format!("cargo xtask chaos --minutes {minutes} --seed {seed:#x}");
-    chaos(seed, replay, false, |netns| {
+    chaos(seed, replay, |netns| {
         faults::soak(seed, minutes, NODES, netns)
     });
 }

@@ -56,9 +56,74 @@ pub(crate) struct AppSpec {
     /// errors name them only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// A Spin application's components (`shoal deploy -f spin.toml`):
+    /// when not empty, the app is served by these parts, chosen by route,
+    /// and `component`/`route` name the first part (see [`PartSpec`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartSpec>,
     /// Fields this version does not know, from a newer one.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One component of a Spin application: its bytes, the routes it answers,
+/// the files it sees and what it may use. Every value is resolved when the
+/// manifest is read (variables, templates), so a node that never saw the
+/// manifest serves it from the record alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PartSpec {
+    /// The manifest's component id (`[component.ID]`).
+    pub id: String,
+    /// The sha256 of its component, uploaded like any other.
+    pub component: String,
+    /// Its `[[trigger.http]]` routes, in manifest order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<PartRoute>,
+    /// Files it sees, read-only, each a blob in the component store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    /// `environment`. Values may be secrets: views name them only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `allowed_outbound_hosts`, templates resolved, in Spin's syntax.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_outbound: Vec<String>,
+    /// `key_value_stores`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
+    /// `sqlite_databases`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sqlite: Vec<String>,
+    /// Its variables (`[component.ID.variables]`), resolved; the names in
+    /// `secret` are never shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret: Vec<String>,
+}
+
+/// One `[[trigger.http]]` route of a part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PartRoute {
+    /// `/exact` or `/prefix/...` (a wildcard), as in the manifest, joined
+    /// to the application's `base` if it has one.
+    pub route: String,
+    /// `route = { private = true }`: reachable only by the app's own
+    /// components (self-requests), never from the ingress.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
+}
+
+/// One file a part sees: its path in the guest and the sha256 of its bytes
+/// (a blob in the component store, copied to peers like a component).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSpec {
+    /// Absolute guest path, e.g. `/static/index.html`.
+    pub path: String,
+    pub sha256: String,
 }
 
 /// Env values and fields of newer versions may be secrets: `Debug` shows
@@ -81,6 +146,10 @@ impl fmt::Debug for AppSpec {
             .field("kv_quota", &self.kv_quota)
             .field("config", &self.config.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field(
+                "parts",
+                &self.parts.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            )
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -111,6 +180,7 @@ impl AppSpec {
             kv_quota: None,
             config: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            parts: Vec::new(),
             extra: BTreeMap::new(),
         }
     }
@@ -385,6 +455,7 @@ pub(crate) mod tests {
             kv_quota: None,
             config: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            parts: Vec::new(),
             extra: BTreeMap::new(),
         }
     }

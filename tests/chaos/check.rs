@@ -62,9 +62,11 @@ pub struct Resources {
 }
 
 /// The violation text of [`Figures::handover_tail`]: a request forwarded
-/// to a holder that had just let the app go, which forwarded it once more
-/// to another and met the hop guard (503 + `Retry-After`).
-pub const HANDOVER_TAIL: &str = "hop-guard 503s outside fault windows: forwarded through holders that had just handed the app over (the hand-over tail, open in issue 16)";
+/// to a holder that had already let the app go, which forwarded it once
+/// more and met the hop guard (503 + `Retry-After`). Found by the soak of
+/// seed 0x18ee25d8d194e1c0: a holder must stop advertising an app and
+/// drain before it drops it (`node::control::converge`).
+pub const HANDOVER_TAIL: &str = "hop-guard 503s outside fault windows: forwarded to holders that had already let the app go (a hand-over must withdraw the app from gossip and drain first)";
 
 /// The figures of a run, and what it broke.
 #[derive(Debug, Default)]
