@@ -1,5 +1,6 @@
-//! Embedded state: a SQLite database (`shoal.db`) of deployed apps, and
-//! component bytes stored content-addressed by sha256 ([`components`]).
+//! Embedded state: a SQLite database (`shoal.db`) of deployed apps and
+//! the changes this node saved ([`history`]), and component bytes stored
+//! content-addressed by sha256 ([`components`]).
 //!
 //! Durability order: bytes are written to a temporary file, synced and
 //! renamed (and the directory synced) before the database may point at
@@ -15,6 +16,7 @@
 
 pub(crate) mod components;
 mod durable;
+pub(crate) mod history;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -26,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use self::components::Components;
 pub(crate) use self::components::Corrupt;
 pub(crate) use self::durable::write_durably;
+use self::history::Kind;
 use crate::desired::Record;
 use crate::desired::pull::Changes;
 use crate::spec::{AppSpec, redacted};
@@ -70,10 +73,19 @@ impl Store {
     /// Saves `record` unless the store already holds one for the same name
     /// that supersedes or equals it; returns whether it was saved. The check
     /// and the write are one transaction.
+    #[cfg(test)]
     pub(crate) fn put_record(&self, record: &Record) -> anyhow::Result<bool> {
+        self.put_record_as(record, Kind::of(record))
+    }
+
+    /// [`Store::put_record`], kept in the history as `kind`.
+    pub(crate) fn put_record_as(&self, record: &Record, kind: Kind) -> anyhow::Result<bool> {
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let tx = db.transaction()?;
         let saved = put_in(&tx, record)?;
+        if saved {
+            history::write(&tx, record, kind)?;
+        }
         tx.commit()?;
         Ok(saved)
     }
@@ -86,7 +98,10 @@ impl Store {
         let tx = db.transaction()?;
         let mut saved = 0;
         for record in &changes.news {
-            saved += usize::from(put_in(&tx, record)?);
+            if put_in(&tx, record)? {
+                history::write(&tx, record, Kind::of(record))?;
+                saved += 1;
+            }
         }
         for record in &changes.forget {
             saved += tx.execute(
@@ -231,6 +246,7 @@ fn open_private(path: &Path) -> anyhow::Result<Connection> {
     if !has_origin {
         db.execute_batch("ALTER TABLE apps ADD COLUMN origin TEXT NOT NULL DEFAULT ''")?;
     }
+    history::create(&db).with_context(|| format!("cannot add the history to `{shown}`"))?;
     Ok(db)
 }
 
