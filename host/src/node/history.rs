@@ -30,6 +30,8 @@ pub(crate) struct RolledBack {
 impl Node {
     /// The newest `limit` changes this node saved, newest first (empty,
     /// logged, if the store cannot be read). Blocks on the store briefly.
+    // Read by the dashboard's overview (`admin::ui::data`, issue 21).
+    #[allow(dead_code)]
     pub(crate) fn history(&self, limit: usize) -> Vec<HistoryEntry> {
         let changes = self.store.history(limit).unwrap_or_else(|error| {
             tracing::warn!(error = format!("{error:#}"), "cannot read the history");
@@ -49,6 +51,8 @@ impl Node {
 
     /// Whether `name` is live and its history here holds an earlier
     /// version whose component is stored here.
+    // Read by the dashboard's overview (`admin::ui::data`, issue 21).
+    #[allow(dead_code)]
     pub(crate) fn can_roll_back(&self, name: &str) -> bool {
         self.earlier(name).is_some()
     }
@@ -59,7 +63,11 @@ impl Node {
     fn earlier(&self, name: &str) -> Option<(u64, AppSpec)> {
         let current = self.desired().live(name)?.0.version;
         let changes = self.store.history_of(name).unwrap_or_else(|error| {
-            tracing::warn!(app = name, error = format!("{error:#}"), "cannot read the history");
+            tracing::warn!(
+                app = name,
+                error = format!("{error:#}"),
+                "cannot read the history"
+            );
             Vec::new()
         });
         changes
@@ -81,7 +89,12 @@ impl Node {
             node: self.mesh.me.clone(),
         })?;
         let deployment = self.deploy_as(spec, Kind::Rollback).await?;
-        tracing::info!(app = name, version = deployment.record.version, to, "rolled back");
+        tracing::info!(
+            app = name,
+            version = deployment.record.version,
+            to,
+            "rolled back"
+        );
         Ok(RolledBack { deployment, to })
     }
 }

@@ -7,7 +7,7 @@
 
 pub(crate) mod control;
 mod error;
-mod history;
+pub(crate) mod history;
 mod restore;
 pub(crate) mod sync;
 
@@ -20,7 +20,6 @@ use bytes::Bytes;
 use shoal_runtime::{AppConfig, Compiled, DeniedAddrs, OutboundRule, Runtime, RuntimeConfig};
 
 pub(crate) use self::error::NodeError;
-pub(crate) use self::history::HistoryEntry;
 use crate::apps::{Apps, Deployed};
 use crate::clock::unix_now;
 use crate::compiler::ChildCompiler;

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use self::components::Components;
 pub(crate) use self::components::Corrupt;
 pub(crate) use self::durable::write_durably;
-use self::history::Kind;
+use self::history::{Change, Kind};
 use crate::desired::Record;
 use crate::desired::pull::Changes;
 use crate::spec::{AppSpec, redacted};
@@ -149,6 +149,18 @@ impl Store {
             });
         }
         Ok(records)
+    }
+
+    /// The newest `limit` changes saved here, of every app, newest first.
+    pub(crate) fn history(&self, limit: usize) -> anyhow::Result<Vec<Change>> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        history::read(&db, None, limit)
+    }
+
+    /// The changes of app `name` kept here, newest first.
+    pub(crate) fn history_of(&self, name: &str) -> anyhow::Result<Vec<Change>> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        history::read(&db, Some(name), history::KEPT_PER_APP)
     }
 
     /// Removals made before this time may have been forgotten here.
@@ -390,5 +402,43 @@ mod tests {
         assert!(json.contains("\"later\":1"), "{json}");
         drop(db);
         assert_eq!(store.horizon().unwrap(), 50);
+    }
+
+    #[test]
+    fn saved_records_are_kept_in_the_history_newest_first_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let sha = "a".repeat(64);
+        let one = |v, live: bool| record("one", v, "n1", live.then(|| spec("one", &sha)));
+        for version in 1..=25 {
+            assert!(store.put_record(&one(version, true)).unwrap());
+        }
+        let two = record("two", 1, "n2", Some(spec("two", &sha)));
+        store.put_record_as(&two, Kind::Rollback).unwrap();
+        // A record the store refuses (older) leaves no row.
+        assert!(!store.put_record(&one(3, false)).unwrap());
+        let changes = Changes {
+            news: vec![one(26, false)],
+            ..Changes::default()
+        };
+        assert_eq!(store.apply(&changes).unwrap(), 1);
+        let kept = store.history_of("one").unwrap();
+        assert_eq!(kept.len(), history::KEPT_PER_APP);
+        assert_eq!((kept[0].version, kept[0].kind), (26, Kind::Remove));
+        assert!(kept[0].spec.is_none());
+        assert_eq!((kept[1].version, kept[1].kind), (25, Kind::Deploy));
+        assert_eq!(kept[1].spec.as_ref().unwrap().name, "one");
+        assert_eq!(kept.last().unwrap().version, 7);
+        let all = store.history(3).unwrap();
+        let seen: Vec<_> = all.iter().map(|c| (c.name.as_str(), c.version)).collect();
+        assert_eq!(seen, [("one", 26), ("two", 1), ("one", 25)]);
+        assert_eq!(
+            (all[1].kind, all[1].origin.as_str()),
+            (Kind::Rollback, "n2")
+        );
+        // It survives reopening.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.history(100).unwrap().len(), 21);
     }
 }
