@@ -84,7 +84,12 @@ impl Session {
             .call()
             .expect("GET an event stream");
         assert_eq!(response.status().as_u16(), 200, "{path}");
-        let kind = response.headers().get("content-type").unwrap().to_str().unwrap();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert_eq!(kind, "text/event-stream", "{path}");
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -208,7 +213,10 @@ fn the_overview_and_stream_show_every_node_its_rates_and_a_death() {
     assert!(nodes.iter().all(|n| n["version"].is_string()), "{overview}");
     let serving = row(&overview["nodes"], &served_by);
     assert!(serving["req_per_s"].as_f64().unwrap() > 0.0, "{overview}");
-    assert_eq!(row(&overview["nodes"], mesh.host(viewer).name())["me"], true);
+    assert_eq!(
+        row(&overview["nodes"], mesh.host(viewer).name())["me"],
+        true
+    );
     let app = row(&overview["apps"], "probe");
     assert!(app["p50_ms"].as_f64().is_some(), "{app}");
     assert_eq!(app["ready_on"], serde_json::json!([served_by]), "{app}");
@@ -221,10 +229,15 @@ fn the_overview_and_stream_show_every_node_its_rates_and_a_death() {
     });
     let noticed = killed.elapsed();
     for _ in 0..2 {
-        let sample = stream.until(Duration::from_secs(5), "a sample after the death", |n, _| {
-            n == "sample"
-        });
-        assert!(sample["apps"]["probe"]["rps"].as_f64().unwrap() > 0.0, "{sample}");
+        let sample = stream.until(
+            Duration::from_secs(5),
+            "a sample after the death",
+            |n, _| n == "sample",
+        );
+        assert!(
+            sample["apps"]["probe"]["rps"].as_f64().unwrap() > 0.0,
+            "{sample}"
+        );
         assert_eq!(sample["nodes"][&dead]["rps"], 0.0, "{sample}");
     }
     let overview = session.overview();
@@ -257,5 +270,8 @@ fn a_guest_line_printed_on_one_node_reaches_the_logs_stream_of_another() {
     let next = logs.until(CONVERGE, "the next line", |name, v| {
         name == "line" && v["text"] == "stdout line to stdout"
     });
-    assert!(next["seq"].as_u64() > line["seq"].as_u64(), "{line} then {next}");
+    assert!(
+        next["seq"].as_u64() > line["seq"].as_u64(),
+        "{line} then {next}"
+    );
 }
