@@ -220,6 +220,14 @@ fn the_overview_and_stream_show_every_node_its_rates_and_a_death() {
     let app = row(&overview["apps"], "probe");
     assert!(app["p50_ms"].as_f64().is_some(), "{app}");
     assert_eq!(app["ready_on"], serde_json::json!([served_by]), "{app}");
+    assert_eq!(app["can_roll_back"], false, "one version only: {app}");
+    let events = overview["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "deploy" && e["app"] == "probe"),
+        "{overview}"
+    );
 
     let dead = mesh.host(victim).name().to_string();
     let killed = Instant::now();
