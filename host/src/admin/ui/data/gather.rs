@@ -52,24 +52,29 @@ pub(crate) struct Seen {
     polled: Option<Instant>,
 }
 
-/// An app's or a node's rates over the last seconds.
+/// An app's rates over the last seconds, over every node; latencies
+/// `null` with no request in the window.
 #[derive(Clone, Debug, Default, serde::Serialize)]
-pub(crate) struct Rate {
+pub(crate) struct AppRate {
     pub rps: f64,
     pub eps: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub p50_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub live: Option<bool>,
+}
+
+/// A node's rates over the last seconds (zero while dead).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub(crate) struct NodeRate {
+    pub rps: f64,
+    pub eps: f64,
+    pub live: bool,
 }
 
 /// Rates of every app (over every node) and of every node.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub(crate) struct Rates {
-    pub apps: BTreeMap<String, Rate>,
-    pub nodes: BTreeMap<String, Rate>,
+    pub apps: BTreeMap<String, AppRate>,
+    pub nodes: BTreeMap<String, NodeRate>,
 }
 
 #[derive(Default)]
@@ -143,9 +148,9 @@ impl State {
             let fresh = seen
                 .and_then(|s| s.readings.newest_at())
                 .is_some_and(|at| now.saturating_sub(at) <= FRESH_MS);
-            let mut node = Rate {
-                live: Some(member.live),
-                ..Rate::default()
+            let mut node = NodeRate {
+                live: member.live,
+                ..NodeRate::default()
             };
             if member.live && fresh {
                 for (app, delta) in seen.map(|s| s.readings.deltas()).unwrap_or_default() {
@@ -162,12 +167,11 @@ impl State {
             rates.nodes.insert(member.name.clone(), node);
         }
         for (app, (rps, eps, delta)) in apps {
-            let rate = Rate {
+            let rate = AppRate {
                 rps: hundredths(rps),
                 eps: hundredths(eps),
                 p50_ms: percentile(&delta.buckets, &bounds, 0.5).map(hundredths),
                 p99_ms: percentile(&delta.buckets, &bounds, 0.99).map(hundredths),
-                live: None,
             };
             rates.apps.insert(app, rate);
         }
@@ -416,7 +420,7 @@ mod tests {
         let rates = state.rates(&members(&[("n1", true), ("n2", true), ("n3", false)]));
         assert_eq!(rates.nodes["n1"].rps, 10.0);
         assert_eq!(rates.nodes["n3"].rps, 0.0);
-        assert_eq!(rates.nodes["n3"].live, Some(false));
+        assert!(!rates.nodes["n3"].live);
         let a = &rates.apps["a"];
         assert_eq!((a.rps, a.eps), (20.0, 2.0));
         let p50 = a.p50_ms.unwrap();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::gather::{Rate, State};
+use super::gather::{AppRate, State};
 use crate::admin::views;
 use crate::clock::unix_now_ms;
 use crate::node::Node;
@@ -93,8 +93,8 @@ fn live_rate(live: bool, rate: f64) -> f64 {
 
 /// `view` with its rates: `None` until the gatherer read any node, zero
 /// for an app nobody served since.
-fn app_row(node: &Node, view: views::AppView, rate: Option<&Rate>, gathered: bool) -> AppRow {
-    let zero = Rate::default();
+fn app_row(node: &Node, view: views::AppView, rate: Option<&AppRate>, gathered: bool) -> AppRow {
+    let zero = AppRate::default();
     let rate = rate.or(gathered.then_some(&zero));
     AppRow {
         wanted: view.nodes.len(),
