@@ -236,6 +236,9 @@ fn the_overview_and_stream_show_every_node_its_rates_and_a_death() {
         name == "sample" && v["nodes"][&dead]["live"] == false
     });
     let noticed = killed.elapsed();
+    // The failure detector's window (~8 gossip intervals of 250 ms), a
+    // sample's second, and room for a loaded machine.
+    assert!(noticed < Duration::from_secs(10), "dead after {noticed:?}");
     for _ in 0..2 {
         let sample = stream.until(
             Duration::from_secs(5),

@@ -214,17 +214,17 @@ impl Gatherer {
     /// The one gatherer (a host serves one node).
     pub(crate) fn get() -> Arc<Gatherer> {
         static GATHERER: OnceLock<Arc<Gatherer>> = OnceLock::new();
-        GATHERER
-            .get_or_init(|| {
-                Arc::new(Gatherer {
-                    state: Mutex::default(),
-                    samples: broadcast::channel(16).0,
-                    running: AtomicBool::new(false),
-                    viewers: AtomicUsize::new(0),
-                    last_request: Mutex::new(Instant::now()),
-                })
-            })
-            .clone()
+        GATHERER.get_or_init(Gatherer::new).clone()
+    }
+
+    fn new() -> Arc<Gatherer> {
+        Arc::new(Gatherer {
+            state: Mutex::default(),
+            samples: broadcast::channel(16).0,
+            running: AtomicBool::new(false),
+            viewers: AtomicUsize::new(0),
+            last_request: Mutex::new(Instant::now()),
+        })
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -382,6 +382,26 @@ mod tests {
                 .collect(),
             ..Figures::default()
         }
+    }
+
+    #[test]
+    fn the_gatherer_is_idle_a_minute_after_the_last_request_with_no_stream_open() {
+        let gatherer = Gatherer::new();
+        assert!(!gatherer.idle(), "just asked");
+        let long_ago = Instant::now() - LINGER - Duration::from_secs(1);
+        *gatherer.last_request.lock().unwrap() = long_ago;
+        assert!(gatherer.idle());
+        let (viewer, _samples) = gatherer.viewer();
+        assert!(!gatherer.idle(), "a stream is open");
+        *gatherer.last_request.lock().unwrap() = long_ago;
+        assert!(
+            !gatherer.idle(),
+            "a stream is open, however old the request"
+        );
+        drop(viewer);
+        assert!(!gatherer.idle(), "the stream just closed");
+        *gatherer.last_request.lock().unwrap() = long_ago;
+        assert!(gatherer.idle());
     }
 
     #[test]
