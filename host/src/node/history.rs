@@ -30,8 +30,6 @@ pub(crate) struct RolledBack {
 impl Node {
     /// The newest `limit` changes this node saved, newest first (empty,
     /// logged, if the store cannot be read). Blocks on the store briefly.
-    // Read by the dashboard's overview (`admin::ui::data`, issue 21).
-    #[allow(dead_code)]
     pub(crate) fn history(&self, limit: usize) -> Vec<HistoryEntry> {
         let changes = self.store.history(limit).unwrap_or_else(|error| {
             tracing::warn!(error = format!("{error:#}"), "cannot read the history");
@@ -51,8 +49,6 @@ impl Node {
 
     /// Whether `name` is live and its history here holds an earlier
     /// version whose component is stored here.
-    // Read by the dashboard's overview (`admin::ui::data`, issue 21).
-    #[allow(dead_code)]
     pub(crate) fn can_roll_back(&self, name: &str) -> bool {
         self.earlier(name).is_some()
     }
