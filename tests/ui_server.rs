@@ -122,6 +122,19 @@ impl Browser {
         format!("http://{}", self.admin)
     }
 
+    /// The overview, as the page reads it.
+    fn overview(&self) -> serde_json::Value {
+        let reply = raw(
+            self.admin,
+            "GET",
+            "/ui/api/overview",
+            &[("cookie", &self.cookie)],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_hardened(&reply, "the overview");
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
     /// POSTs `path` as the page does: cookie, Origin and CSRF header.
     fn post(&self, path: &str) -> Raw {
         let origin = self.origin();
@@ -375,6 +388,10 @@ fn rollback_deploys_the_previous_versions_component_as_a_new_version() {
     let hello = shoal.get("/app/env?name=GREETING");
     assert_eq!(hello.status, 200, "{}", hello.body);
     let browser = Browser::log_in(&shoal);
+    let can_roll_back = |overview: &serde_json::Value| {
+        overview["apps"].as_array().unwrap()[0]["can_roll_back"].as_bool()
+    };
+    assert_eq!(can_roll_back(&browser.overview()), Some(false));
     let single = browser.post("/ui/api/apps/app/rollback");
     assert_eq!(single.status, 409, "{}", single.body);
     let json: serde_json::Value = serde_json::from_str(&single.body).unwrap();
@@ -418,6 +435,22 @@ fn rollback_deploys_the_previous_versions_component_as_a_new_version() {
         "{json}"
     );
     assert_eq!(component(), (3, v1.clone()));
+    // The overview lists the changes, newest first.
+    let overview = browser.overview();
+    let events: Vec<_> = overview["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["version"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [("rollback", 3), ("deploy", 2), ("deploy", 1)],
+        "{overview}"
+    );
+    assert_eq!(overview["events"][0]["origin"], "n1");
+    // v3 can go back again, to v2.
+    assert_eq!(can_roll_back(&overview), Some(true));
     let served = shoal.get("/app/env?name=GREETING");
     assert_eq!(
         (served.status, &served.body),
