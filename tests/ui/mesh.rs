@@ -1,0 +1,146 @@
+//! The dashboard of a real loopback mesh of three `shoal host` processes,
+//! logged in with the link `shoal ui` prints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shoal_test_support::{Mesh, Shoal, guests, wait_until};
+
+use super::webdriver::Browser;
+use super::{OVERFLOWS, SCREENS, turn};
+
+/// How long anything the mesh must converge on may take.
+const CONVERGE: Duration = Duration::from_secs(30);
+/// The failure detector marks a killed node dead in ~2-3 s; allow 15.
+const DEAD_WITHIN: Duration = Duration::from_secs(15);
+
+fn shoal() -> String {
+    shoal_test_support::shoal_bin!()
+}
+
+/// `shoal ui` against `host`: the one-time login URL it prints.
+fn login_link(host: &Shoal) -> String {
+    let (stdout, stderr) = host.cli_ok(&shoal(), &["ui"]);
+    stdout
+        .split_whitespace()
+        .chain(stderr.split_whitespace())
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .filter(|w| w.contains("/ui/login?code="))
+        .unwrap_or_else(|| panic!("`shoal ui` printed no login link:\n{stdout}\n{stderr}"))
+        .to_string()
+}
+
+/// GETs `path` from `host`'s ingress in a loop until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Load {
+    fn start(url: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let agent = shoal_test_support::agent();
+            let mut ok = 0;
+            while !flag.load(Ordering::Relaxed) {
+                if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ok
+        });
+        Load { stop, thread: Some(thread) }
+    }
+
+    /// Stops and returns how many requests were answered 200.
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The req/s the apps table shows for `app` (None while it shows none).
+const APP_RPS: &str = "const cell = document.querySelector(`#apps tr[data-app=\"${arguments[0]}\"] td.rps`);
+    const value = cell ? parseFloat(cell.textContent) : NaN;
+    return Number.isNaN(value) ? null : value;";
+
+#[test]
+fn the_dashboard_follows_a_live_mesh_its_load_a_dead_node_and_a_guest_log_line() {
+    let _turn = turn();
+    let mut mesh = Mesh::start(&shoal(), 3, &[]);
+    let a = mesh.host(0);
+    a.cli_ok(&shoal(), &["deploy", guests::PROBE, "--name", "chatty", "--replicas", "all"]);
+    wait_until(CONVERGE, "chatty served on every node", || {
+        mesh.live().all(|h| h.get("/chatty/hello").status == 200)
+    });
+
+    let browser = Browser::start(1280, 1000);
+    let link = login_link(a);
+    browser.goto(&link);
+    assert!(browser.url().ends_with("/ui/"), "the login link led to {}", browser.url());
+    let names: Vec<String> = mesh.live().map(|h| h.name().to_string()).collect();
+    let (_, took) = browser.wait_for(CONVERGE, "three live nodes", &format!(
+        "return {:?}.every(n => document.querySelector(`#nodes tr[data-node=\"${{n}}\"][data-live=\"true\"]`));",
+        names
+    ));
+    eprintln!("three live nodes shown {took:?} after the login");
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#nodes tbody tr').length;", json!([])),
+        3
+    );
+    browser.screenshot(&SCREENS, "mesh-1-three-nodes");
+
+    // Load on chatty: its req/s rises from (about) nothing.
+    let before = browser.script(APP_RPS, json!(["chatty"])).as_f64().unwrap_or(0.0);
+    let load = Load::start(a.url("/chatty/hello"));
+    let (rps, took) = browser.wait_for(CONVERGE, "chatty's req/s to rise past 5", &format!(
+        "const v = (() => {{ {} }})(); return v !== null && v > Math.max(5, {before} * 2) ? v : null;",
+        APP_RPS.replace("arguments[0]", "'chatty'")
+    ));
+    eprintln!("chatty's req/s went from {before} to {rps} in {took:?}");
+    browser.wait_for(CONVERGE, "the chart's line for chatty", "return document.querySelectorAll('#chart polyline').length;");
+    browser.screenshot(&SCREENS, "mesh-2-load");
+    let served = load.finish();
+    assert!(served > 0, "the load was never answered");
+
+    // The log view follows a line the guest prints.
+    browser.click("#log-app");
+    browser.click("#log-app option[value=\"chatty\"]");
+    browser.wait_for(CONVERGE, "the log stream to open", "return document.querySelector('#log-state').textContent.startsWith('following');");
+    let asked = Instant::now();
+    assert_eq!(a.get("/chatty/log").status, 200);
+    let (_, took) = browser.wait_for(CONVERGE, "the line the guest printed", "return document.querySelector('#log-lines').textContent.includes('line to stdout');");
+    eprintln!("a guest log line showed {took:?} after its request ({:?} in all)", asked.elapsed());
+    browser.screenshot(&SCREENS, "mesh-3-logs");
+
+    // kill -9 node-c: its row turns dead within the failure-detector window.
+    let victim = mesh.host(2).name().to_string();
+    mesh.kill(2);
+    let killed = Instant::now();
+    browser.wait_for(DEAD_WITHIN, "the killed node's row to turn dead", &format!(
+        "return !!document.querySelector('#nodes tr[data-node=\"{victim}\"][data-live=\"false\"]');"
+    ));
+    eprintln!("{victim} shown dead {:?} after kill -9", killed.elapsed());
+    let first = browser.script("return document.querySelector('#nodes tbody tr').dataset.node;", json!([]));
+    assert_eq!(first, victim.as_str(), "dead nodes sort first");
+    browser.screenshot(&SCREENS, "mesh-4-dead-node");
+
+    browser.resize(1280, 1500);
+    browser.script("window.scrollTo(0, 0);", json!([]));
+    browser.screenshot(&SCREENS, "mesh-5-whole-page");
+    browser.resize(400, 900);
+    browser.wait_for(CONVERGE, "the narrow layout", "return window.innerWidth <= 400;");
+    browser.script("window.scrollTo(0, 0);", json!([]));
+    assert_eq!(browser.script(OVERFLOWS, json!([])), false, "the page scrolls sideways at 400 px");
+    browser.screenshot(&SCREENS, "mesh-6-narrow");
+}
