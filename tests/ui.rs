@@ -62,9 +62,11 @@ fn at_a_hundred_nodes_the_page_sorts_dead_first_filters_and_fits_a_narrow_window
     assert_eq!(dead, ["n007", "n027", "n047", "n067", "n087"], "{rows:?}");
     assert_eq!(rows[..5].iter().filter(|r| r.1 == "false").count(), 5, "dead first: {rows:?}");
     assert_eq!(rows[5].0, "n000", "then by name: {rows:?}");
-    // The chart draws at most eight series, the rest summed.
-    let legend = browser.script("return document.querySelectorAll('#legend li').length;", json!([]));
-    assert_eq!(legend, 8, "seven busiest apps and the others");
+    // The chart draws at most eight series and says how many it left out.
+    let legend = browser.script("return document.querySelectorAll('#legend li svg').length;", json!([]));
+    assert_eq!(legend, 8, "the eight busiest apps");
+    let more = browser.script("return document.querySelector('#legend li.more').textContent;", json!([]));
+    assert_eq!(more, "and 22 quieter apps, not drawn");
     browser.screenshot(&SCREENS, "hundred-nodes");
 
     // The filter box narrows the table as one types.

@@ -241,7 +241,7 @@
     setText(c('version'), `v${app.version}`);
     c('version').title = app.deployed_at ? `deployed ${new Date(app.deployed_at * 1000).toLocaleString()}` : '';
     setText(c('route'), [app.route, app.hostname].filter(Boolean).join(' · ') || dash);
-    setText(c('replicas'), `${app.ready ?? 0} / ${app.wanted ?? 0}${app.replicas ? ` (${app.replicas})` : ''}`);
+    setText(c('replicas'), `${app.ready ?? 0} / ${app.wanted ?? 0}${app.replicas && app.replicas !== String(app.wanted) ? ` (${app.replicas})` : ''}`);
     c('replicas').classList.toggle('warn', (app.ready ?? 0) < (app.wanted ?? 0));
     const ready = new Set(app.ready_on || []);
     setText(c('where'), (app.nodes || []).map((n) => (ready.has(n) ? n : `${n} (starting)`)).join(', ') || dash);
@@ -351,7 +351,8 @@
 
   // ---- the chart ---------------------------------------------------------
 
-  // The series to draw: the SERIES-1 busiest by their latest value, the rest summed as "others".
+  // The series to draw: the SERIES busiest by their latest value (the
+  // legend counts the rest; the tables above have every figure).
   function chartSeries() {
     const by = state.chartBy, of = state.chartOf;
     const names = new Set();
@@ -359,18 +360,11 @@
     const last = state.samples[state.samples.length - 1];
     const now = (name) => last?.[by]?.[name]?.[of] ?? 0;
     const ranked = [...names].sort((a, b) => now(b) - now(a) || a.localeCompare(b));
-    const top = ranked.length > SERIES ? ranked.slice(0, SERIES - 1) : ranked;
-    const rest = ranked.slice(top.length);
-    const series = top.map((name) => ({
+    const series = ranked.slice(0, SERIES).map((name) => ({
       name, dead: by === 'nodes' && last?.nodes?.[name]?.live === false,
       value: (s) => s[by]?.[name]?.[of],
     }));
-    if (rest.length) {
-      series.push({
-        name: `${rest.length} others`, dead: false,
-        value: (s) => rest.reduce((sum, name) => sum + (s[by]?.[name]?.[of] ?? 0), 0),
-      });
-    }
+    series.hidden = ranked.length - series.length;
     return series;
   }
 
@@ -455,6 +449,10 @@
       const value = last ? rate(line.value(last) ?? 0) : dash;
       return el('li', {}, swatch, ` ${line.name}${line.dead ? ' (dead)' : ''} `, el('span', { class: 'value', text: value }));
     }));
+    if (series.hidden) {
+      const kind = state.chartBy === 'apps' ? 'apps' : 'nodes';
+      $('#legend').append(el('li', { class: 'more', text: `and ${series.hidden} quieter ${kind}, not drawn` }));
+    }
   }
 
   // ---- logs --------------------------------------------------------------
