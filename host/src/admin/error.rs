@@ -35,7 +35,7 @@ impl From<NodeError> for ApiError {
             NodeError::NotUploaded(_) | NodeError::Corrupt(_) | NodeError::NoApp(_) => {
                 StatusCode::NOT_FOUND
             }
-            NodeError::Taken(_) => StatusCode::CONFLICT,
+            NodeError::Taken(_) | NodeError::NoEarlier { .. } => StatusCode::CONFLICT,
             NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())

@@ -48,6 +48,12 @@ impl Guard {
                 ),
             ));
         }
+        self.host(request)
+    }
+
+    /// Refuses a request that names another host (one rebound to this
+    /// host's address by a web page): the admin API and the dashboard.
+    pub(crate) fn host<B>(&self, request: &Request<B>) -> Result<(), ApiError> {
         let host = host_of(request);
         match host.as_deref() {
             Some(host) if self.answers_to(host) => Ok(()),
@@ -143,7 +149,9 @@ pub(crate) fn content_type<B>(request: &Request<B>, expected: &str) -> Result<()
     ))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` and `b` are equal, in a time that depends on their
+/// lengths only.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use super::error::ApiError;
 use super::guard::{self, Guard};
 use super::reply::{AdminBody, body, error, json};
-use super::{kv, peer, views};
+use super::ui::session::Sessions;
+use super::{kv, peer, ui, views};
 use crate::accept::{self, Listener};
 use crate::connections::Limits;
 use crate::metrics::{AppGauges, KvGauges};
@@ -56,11 +57,12 @@ pub(crate) async fn serve(
         tls: config.guard.tls.clone(),
     };
     let config = Arc::new(config);
+    let sessions = Arc::new(Sessions::default());
     let handler_for = move |_peer| {
-        let (node, config) = (node.clone(), config.clone());
+        let (node, config, sessions) = (node.clone(), config.clone(), sessions.clone());
         move |request| {
-            let (node, config) = (node.clone(), config.clone());
-            async move { handle(request, &node, &config).await }
+            let (node, config, sessions) = (node.clone(), config.clone(), sessions.clone());
+            async move { handle(request, &node, &config, &sessions).await }
         }
     };
     accept::serve(listener, kind, handler_for, shutdown).await;
@@ -70,12 +72,13 @@ async fn handle(
     request: Request<Incoming>,
     node: &Node,
     config: &AdminConfig,
+    sessions: &Sessions,
 ) -> Response<AdminBody> {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method().clone();
     if let ["ui", rest @ ..] = segments.as_slice() {
-        return super::ui::serve(request, node, config, rest).await;
+        return ui::serve(request, node, &config.guard, sessions, rest).await;
     }
     if let Err(refused) = config.guard.caller(&request) {
         return error(refused);
@@ -96,6 +99,9 @@ async fn handle(
         && let Err(refused) = config.guard.token(&request)
     {
         return error(refused);
+    }
+    if segments == ["v1", "ui", "login"] && method == Method::POST {
+        return ui::login_link(&request, &config.guard, sessions).unwrap_or_else(error);
     }
     route(request, node, config, &method, &path, &segments)
         .await
@@ -142,7 +148,7 @@ async fn route(
         }
         (&Method::DELETE, ["v1", "apps", name]) => {
             node.remove(name).await?;
-            Ok(json(StatusCode::OK, &removed(node, name)))
+            Ok(json(StatusCode::OK, &views::removed(node, name)))
         }
         (_, ["v1", "kv", rest @ ..]) => kv::serve(request, node, method, rest).await,
         (&Method::GET, ["v1", "apps", name, "logs"]) => {
@@ -157,22 +163,6 @@ async fn route(
             format!("no admin route {method} {path}; see docs/admin-api.md"),
         )),
     }
-}
-
-/// What a removal answers: the name, and the stamp of the removal this
-/// node just recorded, so a client can order it against concurrent
-/// deploys. A change merged from a peer in between may already have
-/// superseded it: then `version` and `origin` are `null`.
-fn removed(node: &Node, name: &str) -> serde_json::Value {
-    let desired = node.desired();
-    let ours = desired
-        .get(name)
-        .filter(|r| r.spec.is_none() && r.origin == node.mesh.me);
-    serde_json::json!({
-        "removed": name,
-        "version": ours.map(|r| r.version),
-        "origin": ours.map(|r| r.origin.as_str()),
-    })
 }
 
 fn metrics(node: &Node) -> Response<AdminBody> {

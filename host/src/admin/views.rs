@@ -225,3 +225,19 @@ pub(crate) fn health(node: &Node, ingress: SocketAddr, max_upload: u64) -> Healt
         max_upload,
     }
 }
+
+/// What a removal answers: the name, and the stamp of the removal this
+/// node just recorded, so a client can order it against concurrent
+/// deploys. A change merged from a peer in between may already have
+/// superseded it: then `version` and `origin` are `null`.
+pub(crate) fn removed(node: &Node, name: &str) -> serde_json::Value {
+    let desired = node.desired();
+    let ours = desired
+        .get(name)
+        .filter(|r| r.spec.is_none() && r.origin == node.mesh.me);
+    serde_json::json!({
+        "removed": name,
+        "version": ours.map(|r| r.version),
+        "origin": ours.map(|r| r.origin.as_str()),
+    })
+}

@@ -17,6 +17,7 @@ mod run;
 mod server_flags;
 mod status;
 mod tls_flags;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,7 @@ enum Command {
     Logs(logs::Logs),
     Status(status::Status),
     New(new::New),
+    Ui(ui::Ui),
 }
 
 impl Cli {
@@ -72,6 +74,7 @@ impl Cli {
             Command::Logs(verb) => verb.execute(),
             Command::Status(verb) => verb.execute(),
             Command::New(verb) => verb.execute(),
+            Command::Ui(verb) => verb.execute(),
         }
     }
 }

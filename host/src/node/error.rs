@@ -23,6 +23,11 @@ pub(crate) enum NodeError {
     Taken(String),
     #[error("no app named `{0}`; `shoal ls` lists the apps")]
     NoApp(String),
+    /// A rollback found no older version whose component is stored here.
+    #[error(
+        "app `{app}` has no earlier version on node {node} to roll back to; deploy one with `shoal deploy`"
+    )]
+    NoEarlier { app: String, node: String },
     /// The store or a blocking task failed.
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),

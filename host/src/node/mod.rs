@@ -7,6 +7,7 @@
 
 pub(crate) mod control;
 mod error;
+pub(crate) mod history;
 mod restore;
 pub(crate) mod sync;
 
@@ -30,6 +31,7 @@ use crate::mesh::Mesh;
 use crate::mesh::placement::Placement;
 use crate::metrics::Metrics;
 use crate::spec::AppSpec;
+use crate::store::history::Kind;
 use crate::store::{Corrupt, Store};
 
 /// What a node's state is made with.
@@ -215,6 +217,11 @@ impl Node {
     /// so the deploy is ready when it is acknowledged. The mesh learns it by
     /// anti-entropy; the controller places it for good.
     pub(crate) async fn deploy(&self, spec: AppSpec) -> Result<Deployment, NodeError> {
+        self.deploy_as(spec, Kind::Deploy).await
+    }
+
+    /// [`Node::deploy`], kept in the history as `kind`.
+    async fn deploy_as(&self, spec: AppSpec, kind: Kind) -> Result<Deployment, NodeError> {
         spec.validate(self.config.max_memory)
             .and_then(|()| spec.check_concurrency(self.runtime.config().app_concurrency_cap()))
             .map_err(|e| NodeError::InvalidSpec(e.0))?;
@@ -239,7 +246,7 @@ impl Node {
         self.metrics.compiled(&spec.name, started.elapsed());
         let mut desired = (*self.desired()).clone();
         let record = self.record(&desired, &spec.name, Some(spec.clone()));
-        self.persist(&record).await?;
+        self.persist(&record, kind).await?;
         desired.merge(record.clone());
         let placement = Arc::new(self.mesh.place(&desired));
         if placement.holders(&spec.name).contains(&self.mesh.me) {
@@ -266,10 +273,10 @@ impl Node {
         }
     }
 
-    async fn persist(&self, record: &Record) -> Result<(), NodeError> {
+    async fn persist(&self, record: &Record, kind: Kind) -> Result<(), NodeError> {
         let store = self.store.clone();
         let record = record.clone();
-        let saved = blocking(move || store.put_record(&record)).await?;
+        let saved = blocking(move || store.put_record_as(&record, kind)).await?;
         if saved {
             Ok(())
         } else {
@@ -311,7 +318,7 @@ impl Node {
             return Err(NodeError::NoApp(name.to_string()));
         }
         let record = self.record(&desired, name, None);
-        self.persist(&record).await?;
+        self.persist(&record, Kind::Remove).await?;
         desired.merge(record.clone());
         self.apps.remove(name);
         self.logs.forget(name);

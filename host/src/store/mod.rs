@@ -1,5 +1,6 @@
-//! Embedded state: a SQLite database (`shoal.db`) of deployed apps, and
-//! component bytes stored content-addressed by sha256 ([`components`]).
+//! Embedded state: a SQLite database (`shoal.db`) of deployed apps and
+//! the changes this node saved ([`history`]), and component bytes stored
+//! content-addressed by sha256 ([`components`]).
 //!
 //! Durability order: bytes are written to a temporary file, synced and
 //! renamed (and the directory synced) before the database may point at
@@ -15,6 +16,7 @@
 
 pub(crate) mod components;
 mod durable;
+pub(crate) mod history;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -26,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use self::components::Components;
 pub(crate) use self::components::Corrupt;
 pub(crate) use self::durable::write_durably;
+use self::history::{Change, Kind};
 use crate::desired::Record;
 use crate::desired::pull::Changes;
 use crate::spec::{AppSpec, redacted};
@@ -70,10 +73,19 @@ impl Store {
     /// Saves `record` unless the store already holds one for the same name
     /// that supersedes or equals it; returns whether it was saved. The check
     /// and the write are one transaction.
+    #[cfg(test)]
     pub(crate) fn put_record(&self, record: &Record) -> anyhow::Result<bool> {
+        self.put_record_as(record, Kind::of(record))
+    }
+
+    /// [`Store::put_record`], kept in the history as `kind`.
+    pub(crate) fn put_record_as(&self, record: &Record, kind: Kind) -> anyhow::Result<bool> {
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let tx = db.transaction()?;
         let saved = put_in(&tx, record)?;
+        if saved {
+            history::write(&tx, record, kind)?;
+        }
         tx.commit()?;
         Ok(saved)
     }
@@ -86,7 +98,10 @@ impl Store {
         let tx = db.transaction()?;
         let mut saved = 0;
         for record in &changes.news {
-            saved += usize::from(put_in(&tx, record)?);
+            if put_in(&tx, record)? {
+                history::write(&tx, record, Kind::of(record))?;
+                saved += 1;
+            }
         }
         for record in &changes.forget {
             saved += tx.execute(
@@ -134,6 +149,18 @@ impl Store {
             });
         }
         Ok(records)
+    }
+
+    /// The newest `limit` changes saved here, of every app, newest first.
+    pub(crate) fn history(&self, limit: usize) -> anyhow::Result<Vec<Change>> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        history::read(&db, None, limit)
+    }
+
+    /// The changes of app `name` kept here, newest first.
+    pub(crate) fn history_of(&self, name: &str) -> anyhow::Result<Vec<Change>> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        history::read(&db, Some(name), history::KEPT_PER_APP)
     }
 
     /// Removals made before this time may have been forgotten here.
@@ -231,6 +258,7 @@ fn open_private(path: &Path) -> anyhow::Result<Connection> {
     if !has_origin {
         db.execute_batch("ALTER TABLE apps ADD COLUMN origin TEXT NOT NULL DEFAULT ''")?;
     }
+    history::create(&db).with_context(|| format!("cannot add the history to `{shown}`"))?;
     Ok(db)
 }
 
@@ -374,5 +402,43 @@ mod tests {
         assert!(json.contains("\"later\":1"), "{json}");
         drop(db);
         assert_eq!(store.horizon().unwrap(), 50);
+    }
+
+    #[test]
+    fn saved_records_are_kept_in_the_history_newest_first_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let sha = "a".repeat(64);
+        let one = |v, live: bool| record("one", v, "n1", live.then(|| spec("one", &sha)));
+        for version in 1..=25 {
+            assert!(store.put_record(&one(version, true)).unwrap());
+        }
+        let two = record("two", 1, "n2", Some(spec("two", &sha)));
+        store.put_record_as(&two, Kind::Rollback).unwrap();
+        // A record the store refuses (older) leaves no row.
+        assert!(!store.put_record(&one(3, false)).unwrap());
+        let changes = Changes {
+            news: vec![one(26, false)],
+            ..Changes::default()
+        };
+        assert_eq!(store.apply(&changes).unwrap(), 1);
+        let kept = store.history_of("one").unwrap();
+        assert_eq!(kept.len(), history::KEPT_PER_APP);
+        assert_eq!((kept[0].version, kept[0].kind), (26, Kind::Remove));
+        assert!(kept[0].spec.is_none());
+        assert_eq!((kept[1].version, kept[1].kind), (25, Kind::Deploy));
+        assert_eq!(kept[1].spec.as_ref().unwrap().name, "one");
+        assert_eq!(kept.last().unwrap().version, 7);
+        let all = store.history(3).unwrap();
+        let seen: Vec<_> = all.iter().map(|c| (c.name.as_str(), c.version)).collect();
+        assert_eq!(seen, [("one", 26), ("two", 1), ("one", 25)]);
+        assert_eq!(
+            (all[1].kind, all[1].origin.as_str()),
+            (Kind::Rollback, "n2")
+        );
+        // It survives reopening.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.history(100).unwrap().len(), 21);
     }
 }
