@@ -160,7 +160,7 @@ async fn handle(
                 ),
             };
             if let Some(metrics) = &config.metrics {
-                metrics.request(&name, response.status().as_u16(), started.elapsed());
+                metrics.forwarded(&name, response.status().as_u16(), started.elapsed());
             }
             return response;
         }

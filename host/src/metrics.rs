@@ -1,9 +1,13 @@
 //! Prometheus metrics (the `prometheus-client` crate): requests by app and
 //! status, latency, instantiations, active instances, queue depth, compile
 //! time, and the key-value engine's writes, commits and sizes per app.
-//! Gauges are read from the apps and the engine at scrape time.
+//! Gauges are read from the apps and the engine at scrape time. Beside the
+//! registry, per-app [`AppFigures`] (requests served here, 5xx, latency
+//! buckets) that the dashboard reads without rendering the exposition.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -24,9 +28,59 @@ pub(crate) struct AppStatus {
     pub status: u16,
 }
 
+/// The latency buckets' upper bounds: 0.25 ms to ~8 s, doubling.
+const LATENCY_START: f64 = 0.000_25;
+const LATENCY_BUCKETS: u16 = 16;
+
 fn latency_histogram() -> Histogram {
-    // 0.25 ms to ~8 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+    Histogram::new(exponential_buckets(LATENCY_START, 2.0, LATENCY_BUCKETS))
+}
+
+/// The upper bound of each latency bucket of [`AppFigures::buckets`], in
+/// milliseconds; the last bucket (past the last bound) has none.
+pub(crate) fn latency_bounds_ms() -> Vec<f64> {
+    exponential_buckets(LATENCY_START * 1000.0, 2.0, LATENCY_BUCKETS).collect()
+}
+
+/// The bucket of a request that took `seconds`.
+fn latency_bucket(seconds: f64) -> usize {
+    let mut bound = LATENCY_START;
+    for i in 0..usize::from(LATENCY_BUCKETS) {
+        if seconds <= bound {
+            return i;
+        }
+        bound *= 2.0;
+    }
+    usize::from(LATENCY_BUCKETS)
+}
+
+/// One app's counts since this host started, as the dashboard reads them:
+/// requests served here (forwarded ones count where they were served),
+/// those answered 5xx, and how many fell in each latency bucket (not
+/// cumulative; one more bucket than [`latency_bounds_ms`] has bounds).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct AppFigures {
+    pub app: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub buckets: Vec<u64>,
+}
+
+/// The live counters behind [`AppFigures`].
+struct AppCounts {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    buckets: Vec<AtomicU64>,
+}
+
+impl AppCounts {
+    fn new() -> AppCounts {
+        AppCounts {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            buckets: (0..=LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 fn compile_histogram() -> Histogram {
@@ -79,6 +133,8 @@ pub(crate) struct Metrics {
     queued: Family<AppLabel, Gauge>,
     /// Serialises scrapes: gauges are reset and refilled for each one.
     scrape: Mutex<()>,
+    /// What [`Metrics::figures`] reads.
+    counts: RwLock<HashMap<String, Arc<AppCounts>>>,
 }
 
 /// What a scrape needs to know of one app.
@@ -148,6 +204,7 @@ impl Metrics {
             active,
             queued,
             scrape: Mutex::new(()),
+            counts: RwLock::default(),
         }
     }
 
@@ -156,7 +213,16 @@ impl Metrics {
         self.kv.clone()
     }
 
+    /// A request served here by `app`'s guest.
     pub(crate) fn request(&self, app: &str, status: u16, elapsed: Duration) {
+        self.count(app, status, elapsed);
+        self.forwarded(app, status, elapsed);
+    }
+
+    /// A request for `app` this node forwarded to another: counted in the
+    /// registry, not in [`Metrics::figures`] (the node that served it
+    /// counts it there).
+    pub(crate) fn forwarded(&self, app: &str, status: u16, elapsed: Duration) {
         let label = AppStatus {
             app: app.to_string(),
             status,
@@ -166,6 +232,43 @@ impl Metrics {
         self.latency
             .get_or_create(&label)
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn count(&self, app: &str, status: u16, elapsed: Duration) {
+        let known = self
+            .counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app)
+            .cloned();
+        let counts = known.unwrap_or_else(|| {
+            let mut counts = self.counts.write().unwrap_or_else(|e| e.into_inner());
+            counts
+                .entry(app.to_string())
+                .or_insert_with(|| Arc::new(AppCounts::new()))
+                .clone()
+        });
+        counts.requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        counts.buckets[latency_bucket(elapsed.as_secs_f64())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every app's counts since this host started, by name.
+    pub(crate) fn figures(&self) -> Vec<AppFigures> {
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        let mut figures: Vec<AppFigures> = counts
+            .iter()
+            .map(|(app, c)| AppFigures {
+                app: app.clone(),
+                requests: c.requests.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+                buckets: c.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            })
+            .collect();
+        figures.sort_by(|a, b| a.app.cmp(&b.app));
+        figures
     }
 
     pub(crate) fn compiled(&self, app: &str, elapsed: Duration) {
@@ -279,5 +382,23 @@ mod tests {
         assert!(text.contains("shoal_kv_keys{app=\"hello\"} 2"), "{text}");
         assert!(text.contains("shoal_kv_commits_total 0"), "{text}");
         assert!(text.contains("shoal_kv_commit_seconds_bucket"), "{text}");
+    }
+
+    #[test]
+    fn figures_count_served_requests_errors_and_buckets() {
+        let metrics = Metrics::new(None);
+        metrics.request("a", 200, Duration::from_micros(100));
+        metrics.request("a", 503, Duration::from_millis(3));
+        metrics.request("a", 200, Duration::from_secs(60));
+        metrics.forwarded("a", 200, Duration::from_millis(1));
+        let figures = metrics.figures();
+        assert_eq!(figures.len(), 1);
+        let a = &figures[0];
+        assert_eq!((a.app.as_str(), a.requests, a.errors), ("a", 3, 1));
+        assert_eq!(a.buckets.len(), latency_bounds_ms().len() + 1);
+        assert_eq!(a.buckets[0], 1, "0.1 ms is in the first bucket");
+        assert_eq!(a.buckets[4], 1, "3 ms is in (2, 4] ms: {:?}", a.buckets);
+        assert_eq!(a.buckets[16], 1, "60 s is past the last bound");
+        assert_eq!(latency_bounds_ms()[0], 0.25);
     }
 }

@@ -1,5 +1,6 @@
 //! The peer API, server side (`/v1/peer/...` on the admin listener): the
-//! state (records and horizon) and component bytes other nodes pull.
+//! state (records and horizon) and component bytes other nodes pull, and
+//! the figures a dashboard on another node gathers.
 //! Callers prove they hold the cluster key with a sealed token naming the
 //! request; every answer is sealed with it, the state bound to the token
 //! so it answers that request only. `/v1/peer/records` (records alone,
@@ -49,6 +50,12 @@ pub(crate) fn serve<B>(
             let plain = serde_json::to_vec(&state).map_err(ApiError::internal)?;
             return Ok(sealed(answer::seal(&node.mesh.key, token, &plain)));
         }
+        (&Method::GET, ["figures"]) => {
+            let after = query_u64(request.uri().query(), "after").unwrap_or(0);
+            let figures = super::ui::data::figures::local(node, after);
+            let plain = serde_json::to_vec(&figures).map_err(ApiError::internal)?;
+            return Ok(sealed(answer::seal(&node.mesh.key, token, &plain)));
+        }
         (&Method::GET, ["records"]) => {
             let desired = node.desired();
             let records: Vec<_> = desired.records().collect();
@@ -73,6 +80,14 @@ pub(crate) fn serve<B>(
         }
     };
     Ok(sealed(node.mesh.key.seal(Purpose::PeerHttp, &plain)))
+}
+
+/// The number `name=N` in `query`, if any.
+fn query_u64(query: Option<&str>, name: &str) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
 }
 
 fn sealed(bytes: Vec<u8>) -> Response<AdminBody> {

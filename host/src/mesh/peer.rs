@@ -4,20 +4,24 @@
 //! key can ask, and nobody on the wire can read env values or bytes. The
 //! state answer is sealed to its request ([`answer`](super::answer)), so
 //! an old one cannot be replayed; component bytes are checked against
-//! the sha256 asked for, which no replay can change.
+//! the sha256 asked for, which no replay can change. A node's figures
+//! (counts per app, recent guest lines) for the dashboard come the same
+//! way, sealed to their request as the state is.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::answer;
 use super::key::Purpose;
 use super::keyring::Keyring;
 use crate::desired::Record;
 use crate::desired::pull::Pulled;
+use crate::guest_logs::LogLine;
+use crate::metrics::AppFigures;
 use crate::spec::redacted;
 
 /// The header that authenticates a peer request.
@@ -43,6 +47,31 @@ enum Sealing {
 struct StateWire {
     horizon: u64,
     records: Vec<serde_json::Value>,
+}
+
+/// Largest figures answer read (counts of every app, a few hundred lines).
+const MAX_FIGURES: u64 = 8 << 20;
+/// How long a peer may take to answer for its figures: a dashboard polls
+/// every second, and a frozen peer must not hold a poll longer.
+const FIGURES_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a node tells the dashboard of any node about itself
+/// (`GET /v1/peer/figures?after=SEQ`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Figures {
+    pub node: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub load: u32,
+    /// Its clock when it answered, in ms since the epoch.
+    pub at_ms: u64,
+    /// Counts since it started, per app it served.
+    pub apps: Vec<AppFigures>,
+    /// The number of its last guest line (lower than one seen before: it
+    /// restarted).
+    pub log_seq: u64,
+    /// Its guest lines numbered after the `after` asked for.
+    pub logs: Vec<LogLine>,
 }
 
 /// How long fetching a component may take (a large one over a slow link).
@@ -82,6 +111,7 @@ impl PeerClient {
         &self,
         peer: SocketAddr,
         path: String,
+        query: String,
         sealing: Sealing,
         limit: u64,
         timeout: Option<Duration>,
@@ -89,7 +119,7 @@ impl PeerClient {
         let client = self.clone();
         tokio::task::spawn_blocking(move || {
             let token = client.key.peer_token("GET", &path);
-            let mut request = client.agent.get(format!("http://{peer}{path}"));
+            let mut request = client.agent.get(format!("http://{peer}{path}{query}"));
             if let Some(timeout) = timeout {
                 request = request.config().timeout_global(Some(timeout)).build();
             }
@@ -132,6 +162,7 @@ impl PeerClient {
             .get(
                 peer,
                 "/v1/peer/state".into(),
+                String::new(),
                 Sealing::Bound,
                 MAX_STATE,
                 Some(self.pull_timeout),
@@ -176,6 +207,26 @@ impl PeerClient {
         sha256: &str,
     ) -> anyhow::Result<Option<Vec<u8>>> {
         let path = format!("/v1/peer/components/{sha256}");
-        self.get(peer, path, Sealing::Plain, MAX_ANSWER, None).await
+        self.get(peer, path, String::new(), Sealing::Plain, MAX_ANSWER, None)
+            .await
+    }
+
+    /// `peer`'s figures, with its guest lines numbered after `after`.
+    pub(crate) async fn figures(&self, peer: SocketAddr, after: u64) -> anyhow::Result<Figures> {
+        let bytes = self
+            .get(
+                peer,
+                "/v1/peer/figures".into(),
+                format!("?after={after}"),
+                Sealing::Bound,
+                MAX_FIGURES,
+                Some(FIGURES_TIMEOUT),
+            )
+            .await?
+            .with_context(|| {
+                format!("peer {peer} has no figures API; it runs an older version of Shoal: upgrade it to see it on the dashboard")
+            })?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("peer {peer} sent figures this version cannot read"))
     }
 }
