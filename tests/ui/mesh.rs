@@ -69,6 +69,37 @@ impl Drop for Load {
     }
 }
 
+/// Roll back and Remove, each through its confirmation dialog, and the
+/// changes they make listed under Recent changes.
+fn actions(browser: &Browser, a: &Shoal) {
+    a.cli_ok(&shoal(), &["deploy", guests::PROBE, "--name", "chatty", "--replicas", "all"]);
+    browser.wait_for(CONVERGE, "chatty v2, which can roll back", "
+        const row = document.querySelector('#apps tr[data-app=\"chatty\"]');
+        const version = row?.querySelector('td.version').textContent;
+        const back = row?.querySelector('button[data-action=\"rollback\"]');
+        return version === 'v2' && !back.disabled || {pending: [version, back?.title]};");
+    browser.click("button[data-action=\"rollback\"][data-app=\"chatty\"]");
+    browser.wait_for(CONVERGE, "the confirmation", "return document.querySelector('#confirm').open;");
+    browser.screenshot(&SCREENS, "mesh-5-confirm-rollback");
+    browser.click("#confirm-yes");
+    let (said, _) = browser.wait_for(CONVERGE, "word of the rollback", "
+        const toast = document.querySelector('#toast');
+        return !toast.hidden && toast.textContent;");
+    assert_eq!(said, "Rolled chatty back to version 1 (now version 3).");
+    browser.wait_for(CONVERGE, "chatty v3", "
+        return document.querySelector('#apps tr[data-app=\"chatty\"] td.version')?.textContent === 'v3';");
+    browser.wait_for(CONVERGE, "the deploys and the rollback under Recent changes", "
+        const kinds = [...document.querySelectorAll('#events li')].map(li => li.dataset.kind);
+        return kinds.includes('rollback') && kinds.filter(k => k === 'deploy').length >= 2;");
+
+    browser.click("button[data-action=\"remove\"][data-app=\"chatty\"]");
+    browser.wait_for(CONVERGE, "the confirmation", "return document.querySelector('#confirm').open;");
+    browser.click("#confirm-yes");
+    browser.wait_for(CONVERGE, "chatty's row to go", "return !document.querySelector('#apps tr[data-app=\"chatty\"]');");
+    wait_until(CONVERGE, "chatty gone from the ingress", || a.get("/chatty/hello").status == 404);
+    browser.wait_for(CONVERGE, "the removal under Recent changes", "return !!document.querySelector('#events li[data-kind=\"remove\"]');");
+}
+
 /// The req/s the apps table shows for `app` (None while it shows none).
 const APP_RPS: &str = "const cell = document.querySelector(`#apps tr[data-app=\"${arguments[0]}\"] td.rps`);
     const value = cell ? parseFloat(cell.textContent) : NaN;
@@ -135,12 +166,14 @@ fn the_dashboard_follows_a_live_mesh_its_load_a_dead_node_and_a_guest_log_line()
     assert_eq!(first, victim.as_str(), "dead nodes sort first");
     browser.screenshot(&SCREENS, "mesh-4-dead-node");
 
+    actions(&browser, mesh.host(0));
+
     browser.resize(1280, 1500);
     browser.script("window.scrollTo(0, 0);", json!([]));
-    browser.screenshot(&SCREENS, "mesh-5-whole-page");
+    browser.screenshot(&SCREENS, "mesh-6-whole-page");
     browser.resize(400, 900);
     browser.wait_for(CONVERGE, "the narrow layout", "return window.innerWidth <= 400;");
     browser.script("window.scrollTo(0, 0);", json!([]));
     assert_eq!(browser.script(OVERFLOWS, json!([])), false, "the page scrolls sideways at 400 px");
-    browser.screenshot(&SCREENS, "mesh-6-narrow");
+    browser.screenshot(&SCREENS, "mesh-7-narrow");
 }

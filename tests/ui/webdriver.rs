@@ -161,7 +161,8 @@ impl Browser {
     }
 
     /// Polls `body` (a script returning a value) every 100 ms until it gives
-    /// something truthy, for at most `timeout`; panics naming `what` past
+    /// something truthy (an object with a `pending` key is not: it says what
+    /// the page saw instead), for at most `timeout`; panics naming `what` past
     /// it, with the page's last answer. Returns the value and how long it took.
     pub fn wait_for(&self, timeout: Duration, what: &str, body: &str) -> (Value, Duration) {
         let started = Instant::now();
@@ -174,7 +175,8 @@ impl Browser {
                 Value::Number(n) => n.as_f64() != Some(0.0),
                 Value::String(s) => !s.is_empty(),
                 Value::Array(a) => !a.is_empty(),
-                Value::Object(_) => true,
+                // `{pending: ...}`: not yet, and what the page saw instead.
+                Value::Object(o) => !o.contains_key("pending"),
             };
             if truthy {
                 return (last, started.elapsed());
