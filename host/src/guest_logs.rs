@@ -67,7 +67,10 @@ impl LogBook {
     /// The recent lines of `app`, and a receiver of the lines that follow.
     pub(crate) fn subscribe(&self, app: &str) -> (Vec<Arc<str>>, broadcast::Receiver<Arc<str>>) {
         let mut rings = self.rings();
-        let ring = rings.by_app.entry(app.to_string()).or_insert_with(Ring::new);
+        let ring = rings
+            .by_app
+            .entry(app.to_string())
+            .or_insert_with(Ring::new);
         (
             ring.lines.iter().map(|e| e.shown.clone()).collect(),
             ring.tx.subscribe(),
@@ -120,7 +123,10 @@ impl LogSink for LogBook {
         let mut rings = self.rings();
         rings.seq += 1;
         let seq = rings.seq;
-        let ring = rings.by_app.entry(app.to_string()).or_insert_with(Ring::new);
+        let ring = rings
+            .by_app
+            .entry(app.to_string())
+            .or_insert_with(Ring::new);
         if ring.lines.len() == RING {
             ring.lines.pop_front();
         }

@@ -264,7 +264,11 @@ impl Metrics {
                 app: app.clone(),
                 requests: c.requests.load(Ordering::Relaxed),
                 errors: c.errors.load(Ordering::Relaxed),
-                buckets: c.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+                buckets: c
+                    .buckets
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect(),
             })
             .collect();
         figures.sort_by(|a, b| a.app.cmp(&b.app));

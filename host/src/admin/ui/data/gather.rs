@@ -157,14 +157,16 @@ impl State {
                     sum.2.add(&delta);
                 }
             }
+            node.rps = hundredths(node.rps);
+            node.eps = hundredths(node.eps);
             rates.nodes.insert(member.name.clone(), node);
         }
         for (app, (rps, eps, delta)) in apps {
             let rate = Rate {
-                rps,
-                eps,
-                p50_ms: percentile(&delta.buckets, &bounds, 0.5),
-                p99_ms: percentile(&delta.buckets, &bounds, 0.99),
+                rps: hundredths(rps),
+                eps: hundredths(eps),
+                p50_ms: percentile(&delta.buckets, &bounds, 0.5).map(hundredths),
+                p99_ms: percentile(&delta.buckets, &bounds, 0.99).map(hundredths),
                 live: None,
             };
             rates.apps.insert(app, rate);
@@ -178,6 +180,11 @@ impl State {
             .as_ref()
             .map_or_else(Vec::new, |r| r.iter().cloned().collect())
     }
+}
+
+/// `x` to two decimals: what a page shows, in fewer bytes.
+fn hundredths(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// The gatherer of this process's node.
@@ -289,7 +296,9 @@ impl Gatherer {
                 let mut state = gatherer.state();
                 match figures {
                     Ok(figures) => state.record(&name, figures),
-                    Err(error) => tracing::debug!(peer = %name, error = %format!("{error:#}"), "no figures from a peer this round"),
+                    Err(error) => {
+                        tracing::debug!(peer = %name, error = %format!("{error:#}"), "no figures from a peer this round")
+                    }
                 }
                 if let Some(seen) = state.nodes.get_mut(&name) {
                     seen.polling = false;
@@ -309,5 +318,108 @@ impl Gatherer {
             .push(sample.clone());
         drop(state);
         let _ = self.samples.send(sample);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::guest_logs::LogLine;
+    use crate::mesh::membership::Member;
+    use crate::metrics::AppFigures;
+
+    fn member(name: &str, live: bool) -> Member {
+        Member {
+            name: name.into(),
+            generation: 1,
+            gossip: "127.0.0.1:1".parse().unwrap(),
+            live,
+            peer: None,
+            ingress: None,
+            ingress_cert: None,
+            capacity: 1,
+            load: 0,
+            state: String::new(),
+            ready: String::new(),
+        }
+    }
+
+    fn members(live: &[(&str, bool)]) -> Members {
+        Members {
+            me: live[0].0.into(),
+            all: live
+                .iter()
+                .map(|&(n, l)| (n.to_string(), member(n, l)))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn figures(requests: u64, log_seq: u64, logs: &[(u64, &str)]) -> Figures {
+        let mut buckets = vec![0; latency_bounds_ms().len() + 1];
+        buckets[2] = requests; // (0.5, 1] ms
+        Figures {
+            apps: vec![AppFigures {
+                app: "a".into(),
+                requests,
+                errors: requests / 10,
+                buckets,
+            }],
+            log_seq,
+            logs: logs
+                .iter()
+                .map(|&(seq, text)| LogLine {
+                    app: "a".into(),
+                    seq,
+                    at_ms: 1,
+                    text: text.into(),
+                })
+                .collect(),
+            ..Figures::default()
+        }
+    }
+
+    #[test]
+    fn lines_are_kept_once_per_node_and_read_after_an_index() {
+        let mut state = State::default();
+        state.record("n2", figures(0, 2, &[(1, "one"), (2, "two")]));
+        // The same lines again (a poll that raced): not kept twice.
+        state.record("n2", figures(0, 3, &[(2, "two"), (3, "three")]));
+        let lines = state.lines_after("a", 0);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+        assert!(lines.iter().all(|l| l.node == "n2"));
+        assert_eq!(state.lines_after("a", lines[1].index).len(), 1);
+        // Restarted: numbered from 1 again, and still kept.
+        state.record("n2", figures(0, 1, &[(1, "again")]));
+        assert_eq!(state.lines_after("a", lines[2].index)[0].text, "again");
+        assert!(state.lines_after("b", 0).is_empty());
+    }
+
+    #[test]
+    fn rates_add_up_over_live_nodes_and_a_dead_one_counts_nothing() {
+        let mut state = State::default();
+        for node in ["n1", "n2", "n3"] {
+            state.record(node, figures(100, 0, &[]));
+            let seen = state.nodes.get_mut(node).unwrap();
+            // As if read a second later, 10 more requests.
+            let mut reading = Reading {
+                at_ms: seen.received_ms + 1000,
+                apps: BTreeMap::new(),
+            };
+            reading
+                .apps
+                .insert("a".into(), figures(110, 0, &[]).apps[0].clone());
+            seen.readings.push(reading);
+        }
+        let rates = state.rates(&members(&[("n1", true), ("n2", true), ("n3", false)]));
+        assert_eq!(rates.nodes["n1"].rps, 10.0);
+        assert_eq!(rates.nodes["n3"].rps, 0.0);
+        assert_eq!(rates.nodes["n3"].live, Some(false));
+        let a = &rates.apps["a"];
+        assert_eq!((a.rps, a.eps), (20.0, 2.0));
+        let p50 = a.p50_ms.unwrap();
+        assert!((0.5..=1.0).contains(&p50), "{p50}");
     }
 }

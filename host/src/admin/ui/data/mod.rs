@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use self::figures::Sources;
 use self::gather::Gatherer;
 use crate::admin::error::ApiError;
-use crate::admin::reply::{AdminBody, json};
+use crate::admin::reply::{AdminBody, body};
 use crate::node::Node;
 
 /// Answers `GET /ui/api/{overview | stream | logs/APP}`; `rest` is the
@@ -31,10 +31,7 @@ pub(crate) fn serve(
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "/ui/api/{} answers GET only",
-                rest.join("/").escape_debug()
-            ),
+            format!("/ui/api/{} answers GET only", rest.join("/").escape_debug()),
         ));
     }
     let gatherer = Gatherer::get();
@@ -42,12 +39,7 @@ pub(crate) fn serve(
         ["overview"] => {
             gatherer.touch(|| Sources::of(node));
             let overview = overview::overview(node, &gatherer.state());
-            let mut response = json(StatusCode::OK, &overview);
-            response.headers_mut().insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
-            );
-            Ok(response)
+            Ok(compact_json(&overview))
         }
         ["stream"] => {
             gatherer.touch(|| Sources::of(node));
@@ -68,4 +60,21 @@ pub(crate) fn serve(
             ),
         )),
     }
+}
+
+/// `value` as compact JSON (the overview of a large mesh is read every
+/// few seconds), never cached.
+fn compact_json(value: &serde_json::Value) -> Response<AdminBody> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = body(StatusCode::OK, bytes::Bytes::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }

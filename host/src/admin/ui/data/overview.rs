@@ -61,7 +61,10 @@ pub(crate) fn overview(node: &Node, state: &State) -> Value {
             ("address", row["gossip"].clone()),
             ("version", figures.map(|f| f.version.clone()).into()),
             ("uptime_secs", figures.map(|f| f.uptime_secs).into()),
-            ("req_per_s", figures.map(|_| live_rate(live, rate.rps)).into()),
+            (
+                "req_per_s",
+                figures.map(|_| live_rate(live, rate.rps)).into(),
+            ),
             (
                 "errors_per_s",
                 figures.map(|_| live_rate(live, rate.eps)).into(),
