@@ -244,7 +244,9 @@
     setText(c('replicas'), `${app.ready ?? 0} / ${app.wanted ?? 0}${app.replicas && app.replicas !== String(app.wanted) ? ` (${app.replicas})` : ''}`);
     c('replicas').classList.toggle('warn', (app.ready ?? 0) < (app.wanted ?? 0));
     const ready = new Set(app.ready_on || []);
-    setText(c('where'), (app.nodes || []).map((n) => (ready.has(n) ? n : `${n} (starting)`)).join(', ') || dash);
+    const dead = new Set((state.overview?.nodes || []).filter((n) => !nodeFigures(n).live).map((n) => n.name));
+    const where = (n) => (dead.has(n) ? `${n} (dead)` : ready.has(n) ? n : `${n} (starting)`);
+    setText(c('where'), (app.nodes || []).map(where).join(', ') || dash);
     setText(c('rps'), rate(f.rps));
     setText(c('errors'), app.error_rate == null ? rate(f.eps) : percent(app.error_rate));
     c('errors').classList.toggle('warn', (app.error_rate ?? 0) > 0);
