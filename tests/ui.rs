@@ -37,11 +37,13 @@ static SCREENS: LazyLock<PathBuf> = LazyLock::new(|| {
 });
 
 /// The `data-node` of every row of the nodes table, in order.
-const NODE_ROWS: &str =
-    "return [...document.querySelectorAll('#nodes tbody tr')].map(r => [r.dataset.node, r.dataset.live]);";
+const NODE_ROWS: &str = "return [...document.querySelectorAll('#nodes tbody tr')].map(r => [r.dataset.node, r.dataset.live]);";
 
 /// Whether the page is wider than its window (a sideways scroll bar).
 const OVERFLOWS: &str = "return document.documentElement.scrollWidth > window.innerWidth + 1;";
+
+/// How long the page may take to show what the fixture sends.
+const SHOWS: Duration = Duration::from_secs(15);
 
 #[test]
 fn at_a_hundred_nodes_the_page_sorts_dead_first_filters_and_fits_a_narrow_window() {
@@ -49,61 +51,113 @@ fn at_a_hundred_nodes_the_page_sorts_dead_first_filters_and_fits_a_narrow_window
     let fixture = Fixture::start();
     let browser = Browser::start(1280, 1000);
     browser.goto(&fixture.url("/ui/"));
-    let wait = Duration::from_secs(15);
-    browser.wait_for(wait, "100 node rows", &format!(
+    let rows = format!(
         "return document.querySelectorAll('#nodes tbody tr').length === {};",
         fixture::NODES
-    ));
-    browser.wait_for(wait, "the chart's lines", "return document.querySelectorAll('#chart polyline').length;");
-    // Dead nodes first, then by name.
-    let rows = browser.script(NODE_ROWS, json!([]));
-    let rows: Vec<(String, String)> = serde_json::from_value(rows).unwrap();
-    let dead: Vec<&str> = rows.iter().filter(|r| r.1 == "false").map(|r| r.0.as_str()).collect();
-    assert_eq!(dead, ["n007", "n027", "n047", "n067", "n087"], "{rows:?}");
-    assert_eq!(rows[..5].iter().filter(|r| r.1 == "false").count(), 5, "dead first: {rows:?}");
-    assert_eq!(rows[5].0, "n000", "then by name: {rows:?}");
-    // The chart draws at most eight series and says how many it left out.
-    let legend = browser.script("return document.querySelectorAll('#legend li svg').length;", json!([]));
-    assert_eq!(legend, 8, "the eight busiest apps");
-    let more = browser.script("return document.querySelector('#legend li.more').textContent;", json!([]));
-    assert_eq!(more, "and 22 quieter apps, not drawn");
+    );
+    browser.wait_for(SHOWS, "100 node rows", &rows);
+    let lines = "return document.querySelectorAll('#chart polyline').length;";
+    browser.wait_for(SHOWS, "the chart's lines", lines);
+    dead_first_then_by_name(&browser);
+    chart_draws_eight(&browser);
     browser.screenshot(&SCREENS, "hundred-nodes");
-
-    // The filter box narrows the table as one types.
-    browser.click("#node-filter");
-    browser.type_into("#node-filter", "n04");
-    browser.wait_for(wait, "ten rows matching n04", NODE_ROWS_MATCHING);
-    // Sorting by name puts n000 first whatever its state.
-    browser.type_into("#node-filter", "\u{e003}\u{e003}\u{e003}");
-    browser.wait_for(wait, "the filter cleared", "return document.querySelectorAll('#nodes tbody tr').length === 100;");
-    browser.click("#nodes th[data-sort=\"name\"] button");
-    let first = browser.script("return document.querySelector('#nodes tbody tr').dataset.node;", json!([]));
-    assert_eq!(first, "n000");
-
-    // Remove goes through the confirmation dialog and carries the CSRF token.
-    browser.click("button[data-action=\"remove\"][data-app=\"app-03\"]");
-    browser.wait_for(wait, "the dialog", "return document.querySelector('#confirm').open;");
-    browser.screenshot(&SCREENS, "confirm-remove");
-    browser.click("#confirm-no");
-    assert_eq!(fixture.seen().0, Vec::<String>::new(), "cancel sends nothing");
-    browser.click("button[data-action=\"remove\"][data-app=\"app-03\"]");
-    browser.click("#confirm-yes");
-    browser.wait_for(wait, "app-03's row to go", "return !document.querySelector('#apps tr[data-app=\"app-03\"]');");
-    assert_eq!(fixture.seen(), (vec!["app-03".to_string()], 0));
-
+    filter_and_sort(&browser);
+    keyboard_and_dialog(&browser, &fixture);
     // A log line that arrives shows up.
     browser.click("#log-app");
     browser.click("#log-app option[value=\"app-05\"]");
-    browser.wait_for(wait, "a log line", "return document.querySelector('#log-lines').textContent.includes('app-05 says hello #3');");
-
+    let line =
+        "return document.querySelector('#log-lines').textContent.includes('app-05 says hello #3');";
+    browser.wait_for(SHOWS, "a log line", line);
     browser.resize(1280, 1800);
     browser.script("window.scrollTo(0, document.body.scrollHeight);", json!([]));
     browser.screenshot(&SCREENS, "hundred-nodes-tall");
+    narrow(&browser, "hundred-nodes-narrow");
+}
+
+fn dead_first_then_by_name(browser: &Browser) {
+    let rows = browser.script(NODE_ROWS, json!([]));
+    let rows: Vec<(String, String)> = serde_json::from_value(rows).unwrap();
+    let dead: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.1 == "false")
+        .map(|r| r.0.as_str())
+        .collect();
+    assert_eq!(dead, ["n007", "n027", "n047", "n067", "n087"], "{rows:?}");
+    let first = rows[..5].iter().filter(|r| r.1 == "false").count();
+    assert_eq!(first, 5, "dead first: {rows:?}");
+    assert_eq!(rows[5].0, "n000", "then by name: {rows:?}");
+}
+
+/// The chart draws at most eight series and says how many it left out.
+fn chart_draws_eight(browser: &Browser) {
+    let legend = "return document.querySelectorAll('#legend li svg').length;";
+    assert_eq!(
+        browser.script(legend, json!([])),
+        8,
+        "the eight busiest apps"
+    );
+    let more = "return document.querySelector('#legend li.more').textContent;";
+    assert_eq!(
+        browser.script(more, json!([])),
+        "and 22 quieter apps, not drawn"
+    );
+}
+
+fn filter_and_sort(browser: &Browser) {
+    browser.click("#node-filter");
+    browser.type_into("#node-filter", "n04");
+    browser.wait_for(SHOWS, "ten rows matching n04", NODE_ROWS_MATCHING);
+    browser.type_into("#node-filter", "\u{e003}\u{e003}\u{e003}");
+    let all = "return document.querySelectorAll('#nodes tbody tr').length === 100;";
+    browser.wait_for(SHOWS, "the filter cleared", all);
+    // Sorted by name, n000 comes first whatever its state.
+    browser.click("#nodes th[data-sort=\"name\"] button");
+    let first = "return document.querySelector('#nodes tbody tr').dataset.node;";
+    assert_eq!(browser.script(first, json!([])), "n000");
+}
+
+/// Remove, from the keyboard: Enter on the button opens the dialog with
+/// the focus on Cancel, Escape closes it sending nothing; Yes sends the
+/// action with the CSRF token.
+fn keyboard_and_dialog(browser: &Browser, fixture: &Fixture) {
+    let button = "button[data-action=\"remove\"][data-app=\"app-03\"]";
+    browser.script(
+        &format!("document.querySelector('{button}').focus();"),
+        json!([]),
+    );
+    browser.press(webdriver::ENTER);
+    let open = "return document.querySelector('#confirm').open;";
+    browser.wait_for(SHOWS, "the dialog", open);
+    let focused = "return document.activeElement.id;";
+    assert_eq!(browser.script(focused, json!([])), "confirm-no");
+    browser.screenshot(&SCREENS, "confirm-remove");
+    browser.press(webdriver::ESCAPE);
+    let closed = "return !document.querySelector('#confirm').open;";
+    browser.wait_for(SHOWS, "the dialog to close", closed);
+    let back = format!("return document.activeElement === document.querySelector('{button}');");
+    assert_eq!(browser.script(&back, json!([])), true, "focus returns");
+    assert_eq!(fixture.seen(), (Vec::new(), 0), "cancel sends nothing");
+    browser.click(button);
+    browser.click("#confirm-yes");
+    let gone = "return !document.querySelector('#apps tr[data-app=\"app-03\"]');";
+    browser.wait_for(SHOWS, "app-03's row to go", gone);
+    assert_eq!(fixture.seen(), (vec!["app-03".to_string()], 0));
+}
+
+/// At 400 px the page does not scroll sideways (the tables scroll in
+/// their own boxes); saves `name`.
+fn narrow(browser: &Browser, name: &str) {
     browser.resize(400, 900);
-    browser.wait_for(wait, "the narrow layout", "return window.innerWidth <= 400;");
+    let narrow = "return window.innerWidth <= 400;";
+    browser.wait_for(SHOWS, "the narrow layout", narrow);
     browser.script("window.scrollTo(0, 0);", json!([]));
-    assert_eq!(browser.script(OVERFLOWS, json!([])), false, "the page scrolls sideways at 400 px");
-    browser.screenshot(&SCREENS, "hundred-nodes-narrow");
+    assert_eq!(
+        browser.script(OVERFLOWS, json!([])),
+        false,
+        "the page scrolls sideways at 400 px"
+    );
+    browser.screenshot(&SCREENS, name);
 }
 
 const NODE_ROWS_MATCHING: &str = "const rows = [...document.querySelectorAll('#nodes tbody tr')];

@@ -221,6 +221,7 @@
 
   function renderApps() {
     const apps = state.overview?.apps || [];
+    state.deadNodes = new Set((state.overview?.nodes || []).filter((n) => !nodeFigures(n).live).map((n) => n.name));
     const filter = $('#app-filter').value.trim().toLowerCase();
     const shown = apps
       .filter((a) => matches(filter, a.name, a.route, a.hostname, (a.nodes || []).join(' ')))
@@ -244,7 +245,7 @@
     setText(c('replicas'), `${app.ready ?? 0} / ${app.wanted ?? 0}${app.replicas && app.replicas !== String(app.wanted) ? ` (${app.replicas})` : ''}`);
     c('replicas').classList.toggle('warn', (app.ready ?? 0) < (app.wanted ?? 0));
     const ready = new Set(app.ready_on || []);
-    const dead = new Set((state.overview?.nodes || []).filter((n) => !nodeFigures(n).live).map((n) => n.name));
+    const dead = state.deadNodes || new Set();
     const where = (n) => (dead.has(n) ? `${n} (dead)` : ready.has(n) ? n : `${n} (starting)`);
     setText(c('where'), (app.nodes || []).map(where).join(', ') || dash);
     setText(c('rps'), rate(f.rps));

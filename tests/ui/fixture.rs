@@ -33,7 +33,10 @@ pub struct Fixture {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 pub fn node_name(i: usize) -> String {
@@ -104,8 +107,10 @@ fn overview(removed: &[String]) -> Value {
         })
         .collect();
     let events: Vec<Value> = (0..12)
-        .map(|i| json!({"at_ms": now_ms() - i * 45_000, "kind": KINDS[i as usize % 3],
-            "app": app_name(i as usize), "version": 2, "origin": node_name(i as usize)}))
+        .map(|i| {
+            json!({"at_ms": now_ms() - i * 45_000, "kind": KINDS[i as usize % 3],
+            "app": app_name(i as usize), "version": 2, "origin": node_name(i as usize)})
+        })
         .collect();
     json!({"node": node_name(0), "version": "0.9.0", "generated_at_ms": now_ms(),
         "nodes": nodes, "apps": apps, "events": events})
@@ -129,7 +134,10 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Seen>) {
         return;
     }
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").to_string());
+    let (method, path) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or("").to_string(),
+    );
     let mut csrf = false;
     loop {
         let mut header = String::new();
@@ -149,28 +157,52 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Seen>) {
     };
     match (method, path.as_str()) {
         ("GET", "/ui/") => {
-            let page = INDEX.replace("{{CSRF}}", CSRF).replace("{{NODE}}", &node_name(0));
+            let page = INDEX
+                .replace("{{CSRF}}", CSRF)
+                .replace("{{NODE}}", &node_name(0));
             send(&mut stream, "200 OK", "text/html; charset=utf-8", &page);
         }
         ("GET", "/ui/app.js") => send(&mut stream, "200 OK", "text/javascript", SCRIPT),
         ("GET", "/ui/app.css") => send(&mut stream, "200 OK", "text/css", STYLE),
         ("GET", "/ui/api/overview") => {
             let removed = seen.lock().unwrap().removed.clone();
-            send(&mut stream, "200 OK", "application/json", &overview(&removed).to_string());
+            send(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                &overview(&removed).to_string(),
+            );
         }
         ("GET", "/ui/api/stream") => stream_samples(stream),
-        ("GET", p) if p.starts_with("/ui/api/logs/") => stream_logs(stream, &p["/ui/api/logs/".len()..]),
+        ("GET", p) if p.starts_with("/ui/api/logs/") => {
+            stream_logs(stream, &p["/ui/api/logs/".len()..])
+        }
         ("POST", p) if p.starts_with("/ui/api/apps/") && p.ends_with("/remove") => {
             let app = p["/ui/api/apps/".len()..p.len() - "/remove".len()].to_string();
             let mut seen = seen.lock().unwrap();
             if !csrf {
                 seen.bad_posts += 1;
-                return send(&mut stream, "403 Forbidden", "application/json", r#"{"error":"no CSRF"}"#);
+                return send(
+                    &mut stream,
+                    "403 Forbidden",
+                    "application/json",
+                    r#"{"error":"no CSRF"}"#,
+                );
             }
             seen.removed.push(app.clone());
-            send(&mut stream, "200 OK", "application/json", &json!({"removed": app}).to_string());
+            send(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                &json!({"removed": app}).to_string(),
+            );
         }
-        _ => send(&mut stream, "404 Not Found", "application/json", r#"{"error":"not here"}"#),
+        _ => send(
+            &mut stream,
+            "404 Not Found",
+            "application/json",
+            r#"{"error":"not here"}"#,
+        ),
     }
 }
 
@@ -185,7 +217,10 @@ fn stream_samples(mut stream: TcpStream) {
     }
     let now = now_ms();
     let history: Vec<Value> = (0..120).rev().map(|k| sample(now - k * 1000)).collect();
-    let first = format!("event: history\ndata: {}\n\n", json!({ "samples": history }));
+    let first = format!(
+        "event: history\ndata: {}\n\n",
+        json!({ "samples": history })
+    );
     if stream.write_all(first.as_bytes()).is_err() {
         return;
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 use shoal_test_support::{Mesh, Shoal, guests, wait_until};
 
 use super::webdriver::Browser;
-use super::{OVERFLOWS, SCREENS, turn};
+use super::{SCREENS, narrow, turn};
 
 /// How long anything the mesh must converge on may take.
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -53,7 +53,10 @@ impl Load {
             }
             ok
         });
-        Load { stop, thread: Some(thread) }
+        Load {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops and returns how many requests were answered 200.
@@ -73,7 +76,9 @@ impl Drop for Load {
 /// screenshot (for a fuller chart in docs/dashboard.png); by default the
 /// test goes on as soon as the rise shows.
 fn hold() {
-    let secs = std::env::var("SHOAL_UI_LOAD_SECS").ok().and_then(|s| s.parse().ok());
+    let secs = std::env::var("SHOAL_UI_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
     if let Some(secs) = secs {
         std::thread::sleep(Duration::from_secs(secs));
     }
@@ -82,36 +87,77 @@ fn hold() {
 /// Roll back and Remove, each through its confirmation dialog, and the
 /// changes they make listed under Recent changes.
 fn actions(browser: &Browser, a: &Shoal) {
-    a.cli_ok(&shoal(), &["deploy", guests::PROBE, "--name", "chatty", "--replicas", "all"]);
-    browser.wait_for(CONVERGE, "chatty v2, which can roll back", "
+    a.cli_ok(
+        &shoal(),
+        &[
+            "deploy",
+            guests::PROBE,
+            "--name",
+            "chatty",
+            "--replicas",
+            "all",
+        ],
+    );
+    browser.wait_for(
+        CONVERGE,
+        "chatty v2, which can roll back",
+        "
         const row = document.querySelector('#apps tr[data-app=\"chatty\"]');
         const version = row?.querySelector('td.version').textContent;
         const back = row?.querySelector('button[data-action=\"rollback\"]');
-        return version === 'v2' && !back.disabled || {pending: [version, back?.title]};");
+        return version === 'v2' && !back.disabled || {pending: [version, back?.title]};",
+    );
     browser.click("button[data-action=\"rollback\"][data-app=\"chatty\"]");
-    browser.wait_for(CONVERGE, "the confirmation", "return document.querySelector('#confirm').open;");
+    browser.wait_for(
+        CONVERGE,
+        "the confirmation",
+        "return document.querySelector('#confirm').open;",
+    );
     browser.screenshot(&SCREENS, "mesh-5-confirm-rollback");
     browser.click("#confirm-yes");
-    let (said, _) = browser.wait_for(CONVERGE, "word of the rollback", "
+    let (said, _) = browser.wait_for(
+        CONVERGE,
+        "word of the rollback",
+        "
         const toast = document.querySelector('#toast');
-        return !toast.hidden && toast.textContent;");
+        return !toast.hidden && toast.textContent;",
+    );
     assert_eq!(said, "Rolled chatty back to version 1 (now version 3).");
     browser.wait_for(CONVERGE, "chatty v3", "
         return document.querySelector('#apps tr[data-app=\"chatty\"] td.version')?.textContent === 'v3';");
-    browser.wait_for(CONVERGE, "the deploys and the rollback under Recent changes", "
+    browser.wait_for(
+        CONVERGE,
+        "the deploys and the rollback under Recent changes",
+        "
         const kinds = [...document.querySelectorAll('#events li')].map(li => li.dataset.kind);
-        return kinds.includes('rollback') && kinds.filter(k => k === 'deploy').length >= 2;");
+        return kinds.includes('rollback') && kinds.filter(k => k === 'deploy').length >= 2;",
+    );
 
     browser.click("button[data-action=\"remove\"][data-app=\"chatty\"]");
-    browser.wait_for(CONVERGE, "the confirmation", "return document.querySelector('#confirm').open;");
+    browser.wait_for(
+        CONVERGE,
+        "the confirmation",
+        "return document.querySelector('#confirm').open;",
+    );
     browser.click("#confirm-yes");
-    browser.wait_for(CONVERGE, "chatty's row to go", "return !document.querySelector('#apps tr[data-app=\"chatty\"]');");
-    wait_until(CONVERGE, "chatty gone from the ingress", || a.get("/chatty/hello").status == 404);
-    browser.wait_for(CONVERGE, "the removal under Recent changes", "return !!document.querySelector('#events li[data-kind=\"remove\"]');");
+    browser.wait_for(
+        CONVERGE,
+        "chatty's row to go",
+        "return !document.querySelector('#apps tr[data-app=\"chatty\"]');",
+    );
+    wait_until(CONVERGE, "chatty gone from the ingress", || {
+        a.get("/chatty/hello").status == 404
+    });
+    browser.wait_for(
+        CONVERGE,
+        "the removal under Recent changes",
+        "return !!document.querySelector('#events li[data-kind=\"remove\"]');",
+    );
 }
 
 /// The req/s the apps table shows for `app` (None while it shows none).
-const APP_RPS: &str = "const cell = document.querySelector(`#apps tr[data-app=\"${arguments[0]}\"] td.rps`);
+const APP_RPS: &str =
+    "const cell = document.querySelector(`#apps tr[data-app=\"${arguments[0]}\"] td.rps`);
     const value = cell ? parseFloat(cell.textContent) : NaN;
     return Number.isNaN(value) ? null : value;";
 
@@ -120,72 +166,100 @@ fn the_dashboard_follows_a_live_mesh_its_load_a_dead_node_and_a_guest_log_line()
     let _turn = turn();
     let mut mesh = Mesh::start(&shoal(), 3, &[]);
     let a = mesh.host(0);
-    a.cli_ok(&shoal(), &["deploy", guests::PROBE, "--name", "chatty", "--replicas", "all"]);
+    let deploy = [
+        "deploy",
+        guests::PROBE,
+        "--name",
+        "chatty",
+        "--replicas",
+        "all",
+    ];
+    a.cli_ok(&shoal(), &deploy);
     wait_until(CONVERGE, "chatty served on every node", || {
         mesh.live().all(|h| h.get("/chatty/hello").status == 200)
     });
 
     let browser = Browser::start(1280, 1000);
-    let link = login_link(a);
-    browser.goto(&link);
-    assert!(browser.url().ends_with("/ui/"), "the login link led to {}", browser.url());
-    let names: Vec<String> = mesh.live().map(|h| h.name().to_string()).collect();
-    let (_, took) = browser.wait_for(CONVERGE, "three live nodes", &format!(
-        "return {:?}.every(n => document.querySelector(`#nodes tr[data-node=\"${{n}}\"][data-live=\"true\"]`));",
-        names
-    ));
-    eprintln!("three live nodes shown {took:?} after the login");
-    assert_eq!(
-        browser.script("return document.querySelectorAll('#nodes tbody tr').length;", json!([])),
-        3
-    );
-    browser.screenshot(&SCREENS, "mesh-1-three-nodes");
-
-    // Load on chatty: its req/s rises from (about) nothing.
-    let before = browser.script(APP_RPS, json!(["chatty"])).as_f64().unwrap_or(0.0);
-    let load = Load::start(a.url("/chatty/hello"));
-    let (rps, took) = browser.wait_for(CONVERGE, "chatty's req/s to rise past 5", &format!(
-        "const v = (() => {{ {} }})(); return v !== null && v > Math.max(5, {before} * 2) ? v : null;",
-        APP_RPS.replace("arguments[0]", "'chatty'")
-    ));
-    eprintln!("chatty's req/s went from {before} to {rps} in {took:?}");
-    browser.wait_for(CONVERGE, "the chart's line for chatty", "return document.querySelectorAll('#chart polyline').length;");
-    hold();
-    browser.screenshot(&SCREENS, "mesh-2-load");
-
-    // The log view follows a line the guest prints.
-    browser.click("#log-app");
-    browser.click("#log-app option[value=\"chatty\"]");
-    browser.wait_for(CONVERGE, "the log stream to open", "return document.querySelector('#log-state').textContent.startsWith('following');");
-    let asked = Instant::now();
-    assert_eq!(a.get("/chatty/log").status, 200);
-    let (_, took) = browser.wait_for(CONVERGE, "the line the guest printed", "return document.querySelector('#log-lines').textContent.includes('line to stdout');");
-    eprintln!("a guest log line showed {took:?} after its request ({:?} in all)", asked.elapsed());
-    browser.screenshot(&SCREENS, "mesh-3-logs");
-
+    log_in(&browser, &mesh);
+    let load = load_shows(&browser, mesh.host(0));
+    logs_follow(&browser, mesh.host(0));
     browser.resize(1280, 1400);
     // kill -9 node-c: its row turns dead within the failure-detector window.
     let victim = mesh.host(2).name().to_string();
     mesh.kill(2);
     let killed = Instant::now();
-    browser.wait_for(DEAD_WITHIN, "the killed node's row to turn dead", &format!(
+    let dead = format!(
         "return !!document.querySelector('#nodes tr[data-node=\"{victim}\"][data-live=\"false\"]');"
-    ));
+    );
+    browser.wait_for(DEAD_WITHIN, "the killed node's row to turn dead", &dead);
     eprintln!("{victim} shown dead {:?} after kill -9", killed.elapsed());
-    let served = load.finish();
-    assert!(served > 0, "the load was never answered");
-    let first = browser.script("return document.querySelector('#nodes tbody tr').dataset.node;", json!([]));
-    assert_eq!(first, victim.as_str(), "dead nodes sort first");
+    assert!(load.finish() > 0, "the load was never answered");
+    let first = "return document.querySelector('#nodes tbody tr').dataset.node;";
+    assert_eq!(
+        browser.script(first, json!([])),
+        victim.as_str(),
+        "dead first"
+    );
     browser.screenshot(&SCREENS, "mesh-4-dead-node");
 
     actions(&browser, mesh.host(0));
-
     browser.resize(1280, 1500);
     browser.script("window.scrollTo(0, 0);", json!([]));
     browser.screenshot(&SCREENS, "mesh-6-whole-page");
-    browser.resize(400, 900);
-    browser.wait_for(CONVERGE, "the narrow layout", "return window.innerWidth <= 400;");
-    browser.script("window.scrollTo(0, 0);", json!([]));
-    assert_eq!(browser.script(OVERFLOWS, json!([])), false, "the page scrolls sideways at 400 px");
-    browser.screenshot(&SCREENS, "mesh-7-narrow");
+    narrow(&browser, "mesh-7-narrow");
+}
+
+/// Opens the link `shoal ui` prints: the page, with every node live.
+fn log_in(browser: &Browser, mesh: &Mesh) {
+    browser.goto(&login_link(mesh.host(0)));
+    let url = browser.url();
+    assert!(url.ends_with("/ui/"), "the login link led to {url}");
+    let names: Vec<String> = mesh.live().map(|h| h.name().to_string()).collect();
+    let live = format!(
+        "return {names:?}.every(n => document.querySelector(`#nodes tr[data-node=\"${{n}}\"][data-live=\"true\"]`));"
+    );
+    let (_, took) = browser.wait_for(CONVERGE, "three live nodes", &live);
+    eprintln!("three live nodes shown {took:?} after the login");
+    let rows = "return document.querySelectorAll('#nodes tbody tr').length;";
+    assert_eq!(browser.script(rows, json!([])), 3);
+    browser.screenshot(&SCREENS, "mesh-1-three-nodes");
+}
+
+/// Load on chatty: its req/s rises from (about) nothing. Returns the load,
+/// still running.
+fn load_shows(browser: &Browser, a: &Shoal) -> Load {
+    let before = browser
+        .script(APP_RPS, json!(["chatty"]))
+        .as_f64()
+        .unwrap_or(0.0);
+    let load = Load::start(a.url("/chatty/hello"));
+    let risen = format!(
+        "const v = (() => {{ {} }})(); return v !== null && v > Math.max(5, {before} * 2) ? v : null;",
+        APP_RPS.replace("arguments[0]", "'chatty'")
+    );
+    let (rps, took) = browser.wait_for(CONVERGE, "chatty's req/s to rise past 5", &risen);
+    eprintln!("chatty's req/s went from {before} to {rps} in {took:?}");
+    let lines = "return document.querySelectorAll('#chart polyline').length;";
+    browser.wait_for(CONVERGE, "the chart's line for chatty", lines);
+    hold();
+    browser.screenshot(&SCREENS, "mesh-2-load");
+    load
+}
+
+/// The log view follows a line the guest prints.
+fn logs_follow(browser: &Browser, a: &Shoal) {
+    browser.click("#log-app");
+    browser.click("#log-app option[value=\"chatty\"]");
+    let open = "return document.querySelector('#log-state').textContent.startsWith('following');";
+    browser.wait_for(CONVERGE, "the log stream to open", open);
+    let asked = Instant::now();
+    assert_eq!(a.get("/chatty/log").status, 200);
+    let line =
+        "return document.querySelector('#log-lines').textContent.includes('line to stdout');";
+    let (_, took) = browser.wait_for(CONVERGE, "the line the guest printed", line);
+    eprintln!(
+        "a guest log line showed {took:?} after its request ({:?} in all)",
+        asked.elapsed()
+    );
+    browser.screenshot(&SCREENS, "mesh-3-logs");
 }

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 /// The key under which WebDriver names an element.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// WebDriver's key codes.
+pub const ENTER: &str = "\u{e007}";
+pub const ESCAPE: &str = "\u{e00c}";
 /// What to do when a browser is missing.
 const INSTALL: &str = "install Debian's headless browser and its driver: `apt-get install -y chromium chromium-driver` as root (`cargo xtask test` does it when they are missing)";
 
@@ -44,8 +47,9 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and a headless Chromium
     /// session of `width` x `height` on a fresh profile.
     pub fn start(width: u32, height: u32) -> Browser {
-        let chromium = find_program(&["chromium", "/usr/lib/chromium/chromium", "chromium-browser"])
-            .unwrap_or_else(|| panic!("no `chromium` on PATH: {INSTALL}"));
+        let chromium =
+            find_program(&["chromium", "/usr/lib/chromium/chromium", "chromium-browser"])
+                .unwrap_or_else(|| panic!("no `chromium` on PATH: {INSTALL}"));
         let chromedriver = find_program(&["chromedriver", "/usr/lib/chromium/chromedriver"])
             .unwrap_or_else(|| panic!("no `chromedriver` on PATH: {INSTALL}"));
         let (driver, port) = spawn_driver(&chromedriver);
@@ -121,12 +125,19 @@ impl Browser {
 
     /// The URL the browser is on.
     pub fn url(&self) -> String {
-        self.call("GET", "/url", None).as_str().unwrap_or_default().to_string()
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `body` (a function body: `return ...;`) in the page with `args`.
     pub fn script(&self, body: &str, args: Value) -> Value {
-        self.call("POST", "/execute/sync", Some(json!({ "script": body, "args": args })))
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": body, "args": args })),
+        )
     }
 
     /// The page's first element matching `css`, as WebDriver names it.
@@ -157,7 +168,19 @@ impl Browser {
         let id = self
             .find(css)
             .unwrap_or_else(|| panic!("no element `{css}` to type into"));
-        self.call("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Presses and releases `key` on whatever has the focus.
+    pub fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+        ]}]});
+        self.call("POST", "/actions", Some(actions));
     }
 
     /// Polls `body` (a script returning a value) every 100 ms until it gives
