@@ -220,6 +220,14 @@ fn the_overview_and_stream_show_every_node_its_rates_and_a_death() {
     let app = row(&overview["apps"], "probe");
     assert!(app["p50_ms"].as_f64().is_some(), "{app}");
     assert_eq!(app["ready_on"], serde_json::json!([served_by]), "{app}");
+    assert_eq!(app["can_roll_back"], false, "one version only: {app}");
+    let events = overview["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "deploy" && e["app"] == "probe"),
+        "{overview}"
+    );
 
     let dead = mesh.host(victim).name().to_string();
     let killed = Instant::now();
@@ -274,4 +282,90 @@ fn a_guest_line_printed_on_one_node_reaches_the_logs_stream_of_another() {
         next["seq"].as_u64() > line["seq"].as_u64(),
         "{line} then {next}"
     );
+}
+
+/// The size of the `history` event a new stream starts with.
+fn history_size(session: &Session) -> usize {
+    let stream = session.events("/ui/api/stream");
+    let history = stream.until(CONVERGE, "the history", |name, _| name == "history");
+    history.to_string().len()
+}
+
+/// CPU time `pid` has used (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the name: state is field 3, utime 14 and stime 15.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // /proc counts in USER_HZ, 100 a second on every Linux ABI.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPU `pid` uses over `span`, as a fraction of one core.
+fn cpu_share(pid: u32, span: Duration) -> f64 {
+    let before = cpu_time(pid);
+    std::thread::sleep(span);
+    (cpu_time(pid) - before).as_secs_f64() / span.as_secs_f64()
+}
+
+/// What the dashboard costs on a large mesh (`SHOAL_UI_NODES` hosts, 100
+/// unless set): the viewer's CPU with the gatherer running against idle,
+/// a polled peer's, and the sizes of what the page reads. Run by hand:
+/// `cargo test -p shoal-host --test ui_data -- --ignored --nocapture`.
+#[test]
+#[ignore = "starts a hundred hosts; run by hand to measure"]
+fn the_gatherer_stays_cheap_at_a_hundred_nodes() {
+    let n: usize = std::env::var("SHOAL_UI_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mesh = Mesh::start(&SHOAL, n, &[]);
+    deploy_probe(mesh.host(0), "probe");
+    let served_by = holder(mesh.host(0), "probe");
+    let running = load(mesh.host(mesh.index_of(&served_by).unwrap()), "/probe/");
+    let (viewer, peer) = (mesh.host(0), mesh.host(n - 1));
+    let span = Duration::from_secs(15);
+    let idle = (cpu_share(viewer.pid(), span), cpu_share(peer.pid(), span));
+    let session = Session::login(viewer);
+    let stream = session.events("/ui/api/stream");
+    let overview = wait_for(CONVERGE * 2, "figures of every node", || {
+        let overview = session.overview();
+        let nodes = overview["nodes"].as_array()?;
+        let all = nodes.len() == n && nodes.iter().all(|n| n["version"].is_string());
+        Some(overview).filter(|_| all)
+    });
+    let busy = (cpu_share(viewer.pid(), span), cpu_share(peer.pid(), span));
+    let sample = stream.until(CONVERGE, "a sample", |name, _| name == "sample");
+    let sizes = (
+        session.get("/ui/api/overview").1.len(),
+        sample.to_string().len(),
+    );
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "viewer peak RSS {} MiB, the history event after {} s: {} bytes",
+        viewer.peak_rss_mib(),
+        span.as_secs() * 2,
+        history_size(&session),
+    );
+    eprintln!(
+        "{n} nodes: viewer CPU {:.1}% idle, {:.1}% gathering; a polled peer {:.1}% idle, {:.1}% polled; overview {} bytes, one sample {} bytes ({} for 300)",
+        idle.0 * 100.0,
+        busy.0 * 100.0,
+        idle.1 * 100.0,
+        busy.1 * 100.0,
+        sizes.0,
+        sizes.1,
+        sizes.1 * 300,
+    );
+    assert_eq!(overview["nodes"].as_array().unwrap().len(), n);
+    assert!(
+        busy.0 - idle.0 < 0.10,
+        "the gatherer costs over a tenth of a core"
+    );
+    assert!(sizes.0 < 256 << 10, "the overview is over 256 KiB");
 }

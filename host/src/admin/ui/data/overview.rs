@@ -32,16 +32,6 @@ struct AppRow {
     can_roll_back: bool,
 }
 
-/// One change as the overview's `events` list it.
-#[derive(Serialize)]
-pub(crate) struct Event {
-    pub at_ms: u64,
-    pub kind: &'static str,
-    pub app: String,
-    pub version: u64,
-    pub origin: String,
-}
-
 /// Changes the overview lists, newest first.
 const EVENTS: usize = 50;
 
@@ -128,17 +118,24 @@ fn app_row(node: &Node, view: views::AppView, rate: Option<&Rate>, gathered: boo
     }
 }
 
-/// The recent deploys, removals and rollbacks this node knows, newest
-/// first: `Node::history`, which ui-server's branch adds. Until it is
-/// merged, none.
-fn events(node: &Node) -> Vec<Event> {
-    let _ = (node, EVENTS);
-    Vec::new()
+/// The recent deploys, removals and rollbacks this node saved, newest
+/// first.
+fn events(node: &Node) -> Vec<Value> {
+    node.history(EVENTS)
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "at_ms": e.at_ms,
+                "kind": e.kind,
+                "app": e.app,
+                "version": e.version,
+                "origin": e.origin,
+            })
+        })
+        .collect()
 }
 
-/// Whether `name` has an earlier version to roll back to
-/// (`Node::can_roll_back`, ui-server's). Until it is merged, never.
+/// Whether `name` has an earlier version to roll back to.
 fn can_roll_back(node: &Node, name: &str) -> bool {
-    let _ = (node, name);
-    false
+    node.can_roll_back(name)
 }
