@@ -60,6 +60,8 @@ fn at_a_hundred_nodes_the_page_sorts_dead_first_filters_and_fits_a_narrow_window
     browser.wait_for(SHOWS, "the chart's lines", lines);
     dead_first_then_by_name(&browser);
     chart_draws_eight(&browser);
+    let low = browser.script(include_str!("ui/contrast.js"), json!([]));
+    assert_eq!(low, json!([]), "text under 4.5:1 contrast");
     browser.screenshot(&SCREENS, "hundred-nodes");
     filter_and_sort(&browser);
     keyboard_and_dialog(&browser, &fixture);
