@@ -201,12 +201,22 @@ fn the_dashboard_follows_a_live_mesh_its_load_a_dead_node_and_a_guest_log_line()
         "dead first"
     );
     browser.screenshot(&SCREENS, "mesh-4-dead-node");
+    browser.click("input[name=\"chart-by\"][value=\"nodes\"]");
+    let legend = format!(
+        "return [...document.querySelectorAll('#legend li')].some(li => li.textContent.includes('{victim} (dead)'));"
+    );
+    browser.wait_for(CONVERGE, "the chart per node, the dead one marked", &legend);
+    browser.click("input[name=\"chart-by\"][value=\"apps\"]");
 
     actions(&browser, mesh.host(0));
     browser.resize(1280, 1500);
     browser.script("window.scrollTo(0, 0);", json!([]));
     browser.screenshot(&SCREENS, "mesh-6-whole-page");
     narrow(&browser, "mesh-7-narrow");
+    // Log out: the page reloads to the login hint, the cookie gone.
+    browser.click("#logout");
+    let out = "return document.body.textContent.includes('shoal ui') && !document.querySelector('#nodes');";
+    browser.wait_for(CONVERGE, "the logged-out page", out);
 }
 
 /// Opens the link `shoal ui` prints: the page, with every node live.
