@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_test_support::{Mesh, Shoal, guests, wait_for};
+use shoal_test_support::{Mesh, Shoal, guests, wait_for, wait_until};
 
 static SHOAL: LazyLock<String> = LazyLock::new(|| shoal_test_support::shoal_bin!());
 /// Bound for anything the mesh or the gatherer must get to.
@@ -284,6 +284,38 @@ fn a_guest_line_printed_on_one_node_reaches_the_logs_stream_of_another() {
     );
 }
 
+/// `n` hosts joined in one mesh (`tests/support`'s `Mesh` names 26 at
+/// most), each seeing all `n` live; their dirs live as long as the first
+/// value returned.
+fn many_hosts(n: usize) -> (tempfile::TempDir, Vec<Shoal>) {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("cluster.key");
+    let (status, _, stderr) = shoal_test_support::run_to_exit(
+        &SHOAL,
+        &["keygen", key.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{stderr}");
+    let mut hosts: Vec<Shoal> = Vec::new();
+    for i in 0..n {
+        let name = format!("n{i:03}");
+        let mut args = vec!["--name", &name, "--cluster-key-file", key.to_str().unwrap()];
+        let seed = hosts.first().map(|h| h.gossip_addr());
+        if let Some(seed) = &seed {
+            args.extend(["--join", seed]);
+        }
+        hosts.push(Shoal::host(&SHOAL, &root.path().join(&name), &args));
+    }
+    for host in [&hosts[0], &hosts[n - 1]] {
+        wait_until(CONVERGE * 4, "every host to see every other", || {
+            let health = host.admin_get("/v1/health");
+            let health: Value = serde_json::from_str(&health.body).unwrap_or_default();
+            health["members"].as_u64() == Some(n as u64)
+        });
+    }
+    (root, hosts)
+}
+
 /// The size of the `history` event a new stream starts with.
 fn history_size(session: &Session) -> usize {
     let stream = session.events("/ui/api/stream");
@@ -324,11 +356,12 @@ fn the_gatherer_stays_cheap_at_a_hundred_nodes() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let mesh = Mesh::start(&SHOAL, n, &[]);
-    deploy_probe(mesh.host(0), "probe");
-    let served_by = holder(mesh.host(0), "probe");
-    let running = load(mesh.host(mesh.index_of(&served_by).unwrap()), "/probe/");
-    let (viewer, peer) = (mesh.host(0), mesh.host(n - 1));
+    let (_dir, hosts) = many_hosts(n);
+    deploy_probe(&hosts[0], "probe");
+    let served_by = holder(&hosts[0], "probe");
+    let server = hosts.iter().find(|h| h.name() == served_by).unwrap();
+    let running = load(server, "/probe/");
+    let (viewer, peer) = (&hosts[0], &hosts[n - 1]);
     let span = Duration::from_secs(15);
     let idle = (cpu_share(viewer.pid(), span), cpu_share(peer.pid(), span));
     let session = Session::login(viewer);
