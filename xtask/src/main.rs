@@ -4,7 +4,9 @@
 //! - `demo [ARGS...]`: build the `hello` example and serve it with
 //!   `shoal run` (extra ARGS go to `shoal run`).
 //! - `test`: formatting, clippy, the runtime's dependency rule, `layers`
-//!   and `sizes`, then every test of the workspace (unit and end-to-end).
+//!   and `sizes`, then every test of the workspace (unit and end-to-end);
+//!   it installs componentize-py and Debian's chromium + chromium-driver
+//!   (for the dashboard's browser tests) when missing.
 //! - `layers`: every reference between modules points down the floors
 //!   declared in `layers.rs`, and no files refer to each other in a cycle.
 //! - `sizes`: no source file over 600 lines, no function over 80.
@@ -233,6 +235,7 @@ fn test() -> Result<(), String> {
     let (layers, sizes) = (layers::run(&root()), sizes::run(&root()));
     layers.and(sizes)?;
     ensure_componentize_py();
+    ensure_chromium();
     // The SDK's pure logic (router, query, errors) is tested on the host.
     run(cargo().args(["test", "--manifest-path", "sdk/Cargo.toml"]))?;
     run(cargo().args(["test", "--workspace"]))
@@ -260,6 +263,36 @@ fn ensure_componentize_py() {
     if let Err(error) = installed {
         eprintln!(
             "xtask: could not install componentize-py ({error}); the Python compatibility test will fail"
+        );
+    }
+}
+
+/// The dashboard's browser tests (`tests/ui.rs`) drive Debian's headless
+/// Chromium through chromedriver; install both when either is missing. A
+/// failed install is reported; the test then says how to install them.
+fn ensure_chromium() {
+    let found = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found("chromium") && found("chromedriver") {
+        return;
+    }
+    let installed = run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "chromium", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .or_else(|_| {
+        // A machine whose package lists are stale or empty: refresh once.
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    });
+    if let Err(error) = installed {
+        eprintln!(
+            "xtask: could not install chromium and chromium-driver ({error}); the dashboard's browser tests will fail (as root: `apt-get install -y chromium chromium-driver`)"
         );
     }
 }
