@@ -43,8 +43,9 @@ const COPIES_AT_ONCE: usize = 4;
 /// live peer (seeds all down, it starts alone at last).
 const MEET_WITHIN: Duration = Duration::from_secs(10);
 /// How long an app placed elsewhere stays advertised here after its new
-/// holders are all ready: every peer sees those holders before this one
-/// stops offering it.
+/// holders are all ready, counted while every live peer holds this node's
+/// desired state: every peer sees those holders before this one stops
+/// offering it.
 const LINGER: Duration = Duration::from_secs(1);
 /// How long an app this node stopped advertising is still served here,
 /// counted while every live peer holds this node's desired state (so each
@@ -229,6 +230,9 @@ fn converge(
             withdrawn_since: None,
         });
     match step.withdrawn_since {
+        // A peer on another desired state may not decode the new holders'
+        // readiness yet: the linger counts from when every peer can.
+        None if table.catching_up() => step.ready_since = now,
         None if step.ready_since.elapsed() >= LINGER => {
             step.withdrawn_since = Some(now);
             tracing::debug!(app = %spec.name, to = ?holders, "no longer advertised here; draining");
