@@ -201,12 +201,18 @@ fn a_killed_holder_is_replaced_and_its_return_fails_no_request() {
     };
     mesh.restart(h);
     mesh.wait_members(3);
+    // Other changes spread while the app moves back (peers hold different
+    // states for a moment, as in the soak that found the hand-over tail).
+    for _ in 0..3 {
+        deploy(mesh.host(survivor), "churn", &[]);
+    }
     wait_until(CONVERGE, "the returning node to take its app back", || {
         let (nodes, ready) = placement(mesh.host(h), "solo");
         nodes == [holder.clone()] && ready == [holder.clone()]
     });
-    // Past the hand-over (ready, then a 2 s linger).
-    std::thread::sleep(Duration::from_secs(4));
+    // Past the hand-over: a 1 s linger, a 3 s drain, then the old holder
+    // lets go.
+    std::thread::sleep(Duration::from_secs(7));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (count, failures) = load.join().unwrap();
     eprintln!(
