@@ -213,16 +213,21 @@ impl Metrics {
         self.kv.clone()
     }
 
-    /// A request served here by `app`'s guest.
+    /// A request served here by `app`'s guest: in the registry and in
+    /// [`Metrics::figures`].
     pub(crate) fn request(&self, app: &str, status: u16, elapsed: Duration) {
         self.count(app, status, elapsed);
-        self.forwarded(app, status, elapsed);
+        self.record(app, status, elapsed);
     }
 
-    /// A request for `app` this node forwarded to another: counted in the
-    /// registry, not in [`Metrics::figures`] (the node that served it
-    /// counts it there).
+    /// A request for `app` this node forwarded to another: in the registry
+    /// only (the node that served it counts it in its figures).
     pub(crate) fn forwarded(&self, app: &str, status: u16, elapsed: Duration) {
+        self.record(app, status, elapsed);
+    }
+
+    /// The registry's request count and latency.
+    fn record(&self, app: &str, status: u16, elapsed: Duration) {
         let label = AppStatus {
             app: app.to_string(),
             status,

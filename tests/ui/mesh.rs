@@ -84,20 +84,20 @@ fn hold() {
     }
 }
 
+/// Deploys the probe guest, which prints lines, as `chatty` on every node.
+const DEPLOY_CHATTY: [&str; 6] = [
+    "deploy",
+    guests::PROBE,
+    "--name",
+    "chatty",
+    "--replicas",
+    "all",
+];
+
 /// Roll back and Remove, each through its confirmation dialog, and the
 /// changes they make listed under Recent changes.
 fn actions(browser: &Browser, a: &Shoal) {
-    a.cli_ok(
-        &shoal(),
-        &[
-            "deploy",
-            guests::PROBE,
-            "--name",
-            "chatty",
-            "--replicas",
-            "all",
-        ],
-    );
+    a.cli_ok(&shoal(), &DEPLOY_CHATTY);
     browser.wait_for(
         CONVERGE,
         "chatty v2, which can roll back",
@@ -166,15 +166,7 @@ fn the_dashboard_follows_a_live_mesh_its_load_a_dead_node_and_a_guest_log_line()
     let _turn = turn();
     let mut mesh = Mesh::start(&shoal(), 3, &[]);
     let a = mesh.host(0);
-    let deploy = [
-        "deploy",
-        guests::PROBE,
-        "--name",
-        "chatty",
-        "--replicas",
-        "all",
-    ];
-    a.cli_ok(&shoal(), &deploy);
+    a.cli_ok(&shoal(), &DEPLOY_CHATTY);
     wait_until(CONVERGE, "chatty served on every node", || {
         mesh.live().all(|h| h.get("/chatty/hello").status == 200)
     });

@@ -3,9 +3,11 @@
 //! to go back to, and the rollback itself, a new deploy of that version's
 //! spec.
 
+use std::collections::{HashMap, HashSet};
+
 use super::{Deployment, Node, NodeError};
 use crate::spec::AppSpec;
-use crate::store::history::Kind;
+use crate::store::history::{Change, Kind};
 
 /// One change, as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +33,7 @@ impl Node {
     /// The newest `limit` changes this node saved, newest first (empty,
     /// logged, if the store cannot be read). Blocks on the store briefly.
     pub(crate) fn history(&self, limit: usize) -> Vec<HistoryEntry> {
-        let changes = self.store.history(limit).unwrap_or_else(|error| {
-            tracing::warn!(error = format!("{error:#}"), "cannot read the history");
-            Vec::new()
-        });
-        changes
+        self.read_history(|store| store.history(limit), None)
             .into_iter()
             .map(|change| HistoryEntry {
                 at_ms: change.at_ms,
@@ -47,10 +45,22 @@ impl Node {
             .collect()
     }
 
-    /// Whether `name` is live and its history here holds an earlier
-    /// version whose component is stored here.
-    pub(crate) fn can_roll_back(&self, name: &str) -> bool {
-        self.earlier(name).is_some()
+    /// The live apps whose history here holds an earlier version whose
+    /// component is stored here (what [`Node::roll_back`] goes back to),
+    /// from one read of the history: the overview asks for every app.
+    pub(crate) fn can_roll_back_all(&self) -> HashSet<String> {
+        let desired = self.desired();
+        let mut by_app: HashMap<String, Vec<Change>> = HashMap::new();
+        for change in self.read_history(|store| store.history(usize::MAX), None) {
+            by_app.entry(change.name.clone()).or_default().push(change);
+        }
+        by_app
+            .into_iter()
+            .filter_map(|(name, changes)| {
+                let current = desired.live(&name)?.0.version;
+                self.earliest_below(current, changes).map(|_| name)
+            })
+            .collect()
     }
 
     /// The change a rollback of `name` goes back to: the newest one in the
@@ -58,20 +68,31 @@ impl Node {
     /// component stored here.
     fn earlier(&self, name: &str) -> Option<(u64, AppSpec)> {
         let current = self.desired().live(name)?.0.version;
-        let changes = self.store.history_of(name).unwrap_or_else(|error| {
-            tracing::warn!(
-                app = name,
-                error = format!("{error:#}"),
-                "cannot read the history"
-            );
-            Vec::new()
-        });
+        let changes = self.read_history(|store| store.history_of(name), Some(name));
+        self.earliest_below(current, changes)
+    }
+
+    /// Of `changes`, the newest below version `current` with a spec whose
+    /// component is stored here.
+    fn earliest_below(&self, current: u64, changes: Vec<Change>) -> Option<(u64, AppSpec)> {
         changes
             .into_iter()
             .filter(|c| c.version < current)
             .filter_map(|c| Some((c.version, c.spec?)))
             .filter(|(_, spec)| self.store.has_component(&spec.component))
             .max_by_key(|(version, _)| *version)
+    }
+
+    /// The history `read` gives, empty (and logged) if the store fails.
+    fn read_history(
+        &self,
+        read: impl FnOnce(&crate::store::Store) -> anyhow::Result<Vec<Change>>,
+        app: Option<&str>,
+    ) -> Vec<Change> {
+        read(&self.store).unwrap_or_else(|error| {
+            tracing::warn!(app, error = format!("{error:#}"), "cannot read the history");
+            Vec::new()
+        })
     }
 
     /// Deploys the spec of `name`'s previous version again, as a new

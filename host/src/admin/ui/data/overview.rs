@@ -70,11 +70,13 @@ pub(crate) fn overview(node: &Node, state: &State) -> Value {
             row.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
         }
     }
+    let earlier = node.can_roll_back_all();
     let apps: Vec<AppRow> = views::apps(node)
         .into_iter()
         .map(|view| {
             let rate = rates.apps.get(&view.name);
-            app_row(node, view, rate, !state.nodes.is_empty())
+            let can_roll_back = earlier.contains(&view.name);
+            app_row(view, rate, !state.nodes.is_empty(), can_roll_back)
         })
         .collect();
     serde_json::json!({
@@ -93,7 +95,12 @@ fn live_rate(live: bool, rate: f64) -> f64 {
 
 /// `view` with its rates: `None` until the gatherer read any node, zero
 /// for an app nobody served since.
-fn app_row(node: &Node, view: views::AppView, rate: Option<&AppRate>, gathered: bool) -> AppRow {
+fn app_row(
+    view: views::AppView,
+    rate: Option<&AppRate>,
+    gathered: bool,
+    can_roll_back: bool,
+) -> AppRow {
     let zero = AppRate::default();
     let rate = rate.or(gathered.then_some(&zero));
     AppRow {
@@ -104,7 +111,7 @@ fn app_row(node: &Node, view: views::AppView, rate: Option<&AppRate>, gathered: 
         error_rate: rate.map(|r| if r.rps > 0.0 { r.eps / r.rps } else { 0.0 }),
         p50_ms: rate.and_then(|r| r.p50_ms),
         p99_ms: rate.and_then(|r| r.p99_ms),
-        can_roll_back: can_roll_back(node, &view.name),
+        can_roll_back,
         name: view.name,
         version: view.version,
         route: view.route,
@@ -133,9 +140,4 @@ fn events(node: &Node) -> Vec<Value> {
             })
         })
         .collect()
-}
-
-/// Whether `name` has an earlier version to roll back to.
-fn can_roll_back(node: &Node, name: &str) -> bool {
-    node.can_roll_back(name)
 }
